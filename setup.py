@@ -1,0 +1,40 @@
+"""Install with ``pip install -e .`` (add ``[dev]`` for the tests, ``[onnx]`` for ONNX Runtime).
+
+PyTorch is pinned to the CPU release this project is tested with: an unpinned ``torch`` pulls the
+multi-gigabyte CUDA build on machines that have no GPU.
+"""
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+version = {}
+exec((Path(__file__).parent / "toolkit" / "version.py").read_text(encoding="utf-8"), version)
+
+setup(
+    name="toolkit",
+    version=version["__version__"],
+    description="Multi-task NLP toolkit for Chinese: one shared BERT-family encoder, NER/classification/matching heads",
+    long_description=(Path(__file__).parent / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["toolkit", "toolkit.*"]),
+    package_data={"toolkit": ["py.typed"]},
+    install_requires=[
+        "torch==2.13.0",
+        "transformers>=4.45",
+        "tokenizers>=0.20",
+        "safetensors>=0.4",
+        "pytorch-crf==0.7.2",
+        "opencc>=1.1.6",
+        "jieba>=0.42",
+        "numpy>=1.24",
+        "pyyaml>=6.0",
+        "tqdm>=4.60",
+    ],
+    extras_require={
+        "onnx": ["onnxruntime>=1.17", "onnx>=1.15"],
+        "dev": ["pytest>=8", "hypothesis>=6.100"],
+    },
+    entry_points={"console_scripts": ["toolkit=toolkit.cli:main"]},
+    license="Apache-2.0",
+)

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import pytest
+
+import toolkit
+from toolkit import registry
+
+
+def test_unknown_name_lists_known_names_and_closest(monkeypatch):
+    monkeypatch.setitem(registry.MODELS, "ner-medical", {"path": "x", "tasks": ["ner"]})
+    monkeypatch.setitem(registry.MODELS, "sentiment", {"path": "x", "tasks": ["cls"]})
+    with pytest.raises(KeyError) as err:
+        toolkit.load("ner-medicl")
+    message = str(err.value)
+    assert "Did you mean 'ner-medical'?" in message and "sentiment" in message
+
+
+def test_registered_name_resolves_to_folder_and_tasks(monkeypatch, tiny_folder):
+    monkeypatch.setenv("TOOLKIT_PRETRAINED", str(tiny_folder.parent))
+    monkeypatch.setitem(registry.MODELS, "tiny-sentiment", {"path": tiny_folder.name, "tasks": ["sentiment"]})
+    assert "tiny-sentiment" in toolkit.list_models()
+    pipe = toolkit.load("tiny-sentiment")
+    assert set(pipe("很好")) == {"label", "score", "scores"}
+
+
+def test_missing_registered_folder_says_what_to_do(monkeypatch, tmp_path):
+    monkeypatch.setenv("TOOLKIT_PRETRAINED", str(tmp_path))
+    monkeypatch.setitem(registry.MODELS, "gone", {"path": "gone"})
+    with pytest.raises(FileNotFoundError, match="TOOLKIT_PRETRAINED"):
+        toolkit.load("gone")
+
+
+def test_path_that_is_not_a_model_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no toolkit.yaml"):
+        toolkit.load(str(tmp_path))
+
+
+def test_load_by_path_with_tasks(tiny_folder):
+    ner = toolkit.load(str(tiny_folder), tasks="ner")
+    assert isinstance(ner("张三"), list)
+
+
+def test_every_registered_head_kind_imports():
+    for kind in registry.HEADS:
+        assert registry.head_class(kind).kind == kind
+
+
+def test_import_is_light():
+    import subprocess
+    import sys
+
+    code = "import sys, toolkit; toolkit.list_models(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

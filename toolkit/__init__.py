@@ -1,0 +1,60 @@
+"""A multi-task NLP toolkit for Chinese: one shared BERT-family encoder, several task heads.
+
+Example:
+    >>> from toolkit import load
+    >>> ner = load("ner-medical")  # doctest: +SKIP
+    >>> ner("患者三天前出现发热、咳嗽。")  # doctest: +SKIP
+
+Importing the package is cheap: torch and transformers load on the first :func:`load`.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal, Sequence
+
+from .registry import list_models
+from .version import __version__
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .pipeline import MultiTaskPipeline, PairPipeline, TextPipeline
+
+__all__ = ["load", "list_models", "__version__"]
+
+
+def load(
+    name_or_path: str,
+    tasks: str | Sequence[str] | None = None,
+    device: str = "cpu",
+    batch_size: int = 32,
+    progress: bool = False,
+    runtime: Literal["torch"] = "torch",
+) -> "TextPipeline | PairPipeline | MultiTaskPipeline":
+    """A ready pipeline for a registered model name or a model folder. Never downloads anything.
+
+    Args:
+        name_or_path: a name from :func:`list_models` or a path to a model folder.
+        tasks: the heads to run (default: the ones the name selects, else all of the folder's).
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"`` ...
+        batch_size: texts per encoder pass (texts are sorted by length and padded per batch).
+        progress: show a progress bar on large inputs.
+        runtime: ``"torch"``.
+
+    Returns a callable: ``str -> list[Entity]`` for a NER model, ``str -> {label, score, scores}``
+    for a classifier, ``(a, b) -> {label, score, scores}`` for a matcher, ``str -> {task: result}``
+    for several text tasks.
+
+    Example:
+        >>> tk = load("ner-medical")  # doctest: +SKIP
+        >>> [(e.text, e.label) for e in tk("既往有2型糖尿病史")]  # doctest: +SKIP
+        [('2型糖尿病', 'dis')]
+    """
+    from .model import MultiTaskModel
+    from .pipeline import build_pipeline
+    from .registry import resolve
+
+    if runtime != "torch":
+        raise ValueError(f"unknown runtime {runtime!r}; available: 'torch'")
+    path, selected = resolve(name_or_path)
+    if tasks is not None:
+        selected = [tasks] if isinstance(tasks, str) else list(tasks)
+    model = MultiTaskModel.load(path, tasks=selected)
+    return build_pipeline(model, selected, device=device, batch_size=batch_size, progress=progress)

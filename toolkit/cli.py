@@ -1,0 +1,145 @@
+"""The ``toolkit`` command.
+
+Examples::
+
+    toolkit list
+    toolkit info ner-medical
+    toolkit run ner-medical "患者三天前出现发热。"
+    toolkit run ner-medical -i notes.txt -o entities.jsonl     # one text per line -> JSONL
+    cat notes.txt | toolkit run ner-medical -                 # stdin
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from dataclasses import asdict, is_dataclass
+from typing import Any, Iterator, Sequence, TextIO
+
+logger = logging.getLogger("toolkit")
+
+
+def _jsonable(obj: Any) -> Any:
+    if is_dataclass(obj):
+        return asdict(obj)
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    return obj
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from .registry import MODELS
+
+    if not MODELS:
+        print("no models registered yet; `toolkit run PATH` works with any model folder")
+    for name in sorted(MODELS):
+        print(f"{name}\t{MODELS[name].get('description', '')}")
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from .manifest import Manifest
+    from .registry import resolve
+
+    path, selected = resolve(args.model)
+    manifest = Manifest.read(path)
+    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    info = {
+        "path": str(path.resolve()),
+        "size_mb": round(size / 2**20, 1),
+        "toolkit_version": manifest.toolkit_version,
+        "max_length": manifest.max_length,
+        "normalization": manifest.normalization.to_dict(),
+        "tasks": {t: s.to_dict() for t, s in manifest.tasks.items() if selected is None or t in selected},
+    }
+    print(json.dumps(info, ensure_ascii=False, indent=2))
+    return 0
+
+
+def _lines(stream: TextIO) -> Iterator[str]:
+    for line in stream:
+        yield line.rstrip("\r\n")
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from . import load
+
+    texts: list[str]
+    if args.input:
+        with open(args.input, encoding="utf-8") as f:
+            texts = list(_lines(f))
+    elif args.text in ([], ["-"]):
+        texts = list(_lines(sys.stdin))
+    else:
+        texts = list(args.text)
+    pipe = load(args.model, tasks=args.tasks, device=args.device, batch_size=args.batch_size, progress=args.progress)
+    is_pair = args.pair
+    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    try:
+        if is_pair:
+            pairs = []
+            for i, t in enumerate(texts, 1):
+                a, sep, b = t.partition("\t")
+                if not sep:
+                    raise SystemExit(f"line {i}: --pair expects 'text_a<TAB>text_b', got {t[:80]!r}")
+                pairs.append((a, b))
+            results = pipe(pairs)
+            for (a, b), r in zip(pairs, results):
+                out.write(json.dumps({"text_a": a, "text_b": b, "result": _jsonable(r)}, ensure_ascii=False) + "\n")
+        else:
+            results = pipe(texts)
+            for t, r in zip(texts, results):
+                out.write(json.dumps({"text": t, "result": _jsonable(r)}, ensure_ascii=False) + "\n")
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="toolkit", description="Multi-task NLP toolkit for Chinese")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("list", help="list the registered models")
+    p.set_defaults(func=_cmd_list)
+
+    p = sub.add_parser("info", help="show a model's tasks, labels, metrics and settings")
+    p.add_argument("model", help="registered name or model folder")
+    p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser("run", help="run a model on texts; writes one JSON object per line")
+    p.add_argument("model", help="registered name or model folder")
+    p.add_argument("text", nargs="*", help="texts; '-' or nothing reads one text per line from stdin")
+    p.add_argument("-i", "--input", help="read one text per line from this UTF-8 file")
+    p.add_argument("-o", "--output", help="write JSONL here instead of stdout")
+    p.add_argument("--tasks", type=lambda s: [t for t in s.split(",") if t], help="run only these heads (comma-separated)")
+    p.add_argument("--pair", action="store_true", help="inputs are 'text_a<TAB>text_b' pairs")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--progress", action="store_true", help="show a progress bar")
+    p.set_defaults(func=_cmd_run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``toolkit`` command."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # texts given after options, e.g. `toolkit run MODEL --tasks ner TEXT`
+        if args.command != "run" or any(x.startswith("-") and x != "-" for x in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.text = list(args.text) + extra
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except (KeyError, FileNotFoundError, ValueError, TypeError) as err:
+        print(f"toolkit: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Corpus readers, the dataset catalogue and validation; the in-memory forms are in ``examples``."""

@@ -1,0 +1,115 @@
+"""The shared encoder: any BERT-family checkpoint in Hugging Face format.
+
+Example:
+    >>> enc = Encoder.from_pretrained("pretrained/zh-e5-small-base", num_layers=6)  # doctest: +SKIP
+    >>> enc.hidden_size  # doctest: +SKIP
+    384
+"""
+from __future__ import annotations
+
+import inspect
+import logging
+from pathlib import Path
+
+import torch
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+
+class Encoder(nn.Module):
+    """Wraps a ``transformers`` encoder model and returns its last hidden states."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | Path,
+        num_layers: int | None = None,
+        attn_implementation: str | None = None,
+        local_files_only: bool | None = None,
+    ) -> "Encoder":
+        """Load an encoder from a model folder, or a hub id when the user has network.
+
+        Args:
+            name_or_path: a folder with ``config.json`` and weights, or a hub id such as
+                ``"bert-base-chinese"`` (fetched by ``transformers`` only if ``local_files_only``
+                is false; the default is true for folders and for ids already in the HF cache).
+            num_layers: keep only the first ``num_layers`` transformer layers (faster, smaller).
+            attn_implementation: ``"eager"`` for ONNX export, ``"sdpa"`` (default) otherwise.
+            local_files_only: never touch the network when true.
+        """
+        from transformers import AutoConfig, AutoModel
+
+        path = Path(name_or_path)
+        if local_files_only is None:
+            local_files_only = path.exists()
+        if path.exists() and not (path / "config.json").is_file():
+            raise FileNotFoundError(f"{path} has no config.json: it is not a Hugging Face model folder")
+        kwargs = {"dtype": torch.float32, "local_files_only": local_files_only}
+        if attn_implementation:
+            kwargs["attn_implementation"] = attn_implementation
+        try:
+            config = AutoConfig.from_pretrained(str(name_or_path), local_files_only=local_files_only)
+            model_class = AutoModel._model_mapping[type(config)]
+            if "add_pooling_layer" in inspect.signature(model_class.__init__).parameters:
+                kwargs["add_pooling_layer"] = False  # the heads never use BERT's pooler
+            model = AutoModel.from_pretrained(str(name_or_path), **kwargs)
+        except OSError as err:
+            raise OSError(
+                f"cannot load encoder {name_or_path!r}: give a local Hugging Face model folder, or a hub id "
+                f"with network access (local_files_only=False). Original error: {err}"
+            ) from err
+        encoder = cls(model)
+        if num_layers is not None:
+            encoder.truncate(num_layers)
+        return encoder
+
+    @property
+    def config(self):
+        return self.model.config
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    @property
+    def num_layers(self) -> int:
+        return int(self.model.config.num_hidden_layers)
+
+    @property
+    def max_positions(self) -> int:
+        return int(getattr(self.model.config, "max_position_embeddings", 512))
+
+    def truncate(self, num_layers: int) -> None:
+        """Keep only the first ``num_layers`` layers (the "prune layers" recipe for speed)."""
+        layers = _layer_list(self.model)
+        if not 1 <= num_layers <= len(layers):
+            raise ValueError(f"num_layers must be between 1 and {len(layers)}, got {num_layers}")
+        del layers[num_layers:]
+        self.model.config.num_hidden_layers = num_layers
+        logger.info("encoder truncated to %d layers", num_layers)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None and getattr(self.model.config, "type_vocab_size", 0) > 1:
+            kwargs["token_type_ids"] = token_type_ids
+        return self.model(**kwargs).last_hidden_state
+
+    def save(self, path: str | Path, dtype: torch.dtype = torch.float16) -> None:
+        """Write a Hugging Face folder (``config.json`` + ``model.safetensors``) in ``dtype``."""
+        state = {k: v.detach().to(dtype).contiguous() for k, v in self.model.state_dict().items()}
+        self.model.save_pretrained(str(path), state_dict=state, safe_serialization=True)
+
+
+def _layer_list(model: nn.Module) -> nn.ModuleList:
+    for attr in ("encoder.layer", "transformer.layer", "layers", "encoder.layers"):
+        obj = model
+        for part in attr.split("."):
+            obj = getattr(obj, part, None)
+        if isinstance(obj, nn.ModuleList):
+            return obj
+    raise ValueError(f"cannot find the transformer layers of {type(model).__name__} to truncate")

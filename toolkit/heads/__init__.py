@@ -1,0 +1,7 @@
+"""Task heads. Each is built from ``(hidden_size, labels, **options)``; see ``registry.HEADS``."""
+from .base import Head
+from .classifier import ClassifierHead
+from .matcher import MatcherHead
+from .tagger import TaggerHead
+
+__all__ = ["Head", "TaggerHead", "ClassifierHead", "MatcherHead"]

@@ -1,0 +1,277 @@
+"""Pipelines: ``preprocess -> forward -> postprocess``, batched by length.
+
+* ``preprocess`` (per text): normalise (keeping the map to the original), tokenise with offsets,
+  cut long texts into windows (:func:`toolkit.tokenization.make_windows`).
+* ``forward`` (per batch): pad a length-sorted batch, run the encoder once for all requested heads
+  (``Runner``: PyTorch here, ONNX Runtime elsewhere), return numpy arrays; then the numpy decoders
+  run on the whole batch (constrained Viterbi, softmax).
+* ``postprocess`` (per text): merge windows, map token spans to ORIGINAL character offsets.
+
+Every pipeline object is safe to call from several threads at once: a call keeps all its state in
+local variables.
+
+Example:
+    >>> ner = load("ner-medical")  # doctest: +SKIP
+    >>> ner("患者既往有2型糖尿病史。")  # doctest: +SKIP
+    [Entity(text='2型糖尿病', label='dis', start=5, end=10, score=0.98)]
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from typing import Any, Iterable, Protocol, Sequence
+
+import numpy as np
+
+from .normalize import NormalizationConfig, Normalized, Normalizer
+from .tokenization import TextTokenizer, Window, make_windows, sentence_breaks
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Entity:
+    """An entity in the original text: ``text == original[start:end]``; ``score`` in [0, 1]."""
+
+    text: str
+    label: str
+    start: int
+    end: int
+    score: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Runner(Protocol):
+    """Runs the encoder and heads on a padded numpy batch; returns one array per task."""
+
+    def run(self, batch: dict[str, np.ndarray], tasks: Sequence[str]) -> dict[str, np.ndarray]: ...
+
+
+class TorchRunner:
+    """:class:`Runner` over a :class:`toolkit.model.MultiTaskModel` (eval mode, inference mode)."""
+
+    def __init__(self, model, device: str = "cpu") -> None:
+        import torch
+
+        self.torch = torch
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+
+    def run(self, batch: dict[str, np.ndarray], tasks: Sequence[str]) -> dict[str, np.ndarray]:
+        torch = self.torch
+        with torch.inference_mode():
+            tensors = {k: torch.from_numpy(v).to(self.device) for k, v in batch.items()}
+            out = self.model(tensors, tasks)
+            return {t: v.float().cpu().numpy() for t, v in out.items()}
+
+
+@dataclass
+class _Item:
+    """One model input: a window of a text (or a pair)."""
+
+    text: int
+    ids: np.ndarray
+    segments: np.ndarray | None = None
+    window: Window | None = None
+
+
+class _Base:
+    def __init__(self, tokenizer: TextTokenizer, normalization: NormalizationConfig, max_length: int, heads: dict[str, Any], runner: Runner, batch_size: int = 32, progress: bool = False) -> None:
+        self.tokenizer = tokenizer
+        self.normalizer = Normalizer(normalization)
+        self.max_length = int(max_length)
+        self.kinds = {t: kind for t, (kind, _) in heads.items()}
+        self.decoders = {t: dec for t, (_, dec) in heads.items()}
+        self.tasks = list(heads)
+        self.runner = runner
+        self.batch_size = batch_size
+        self.progress = progress
+
+    def _batches(self, items: list[_Item], batch_size: int, progress: bool) -> Iterable[list[int]]:
+        order = sorted(range(len(items)), key=lambda i: len(items[i].ids))
+        chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+        if progress:
+            from tqdm.auto import tqdm
+
+            chunks = tqdm(chunks, desc="batches", unit="batch")
+        return chunks
+
+    def _forward(self, items: list[_Item], idx: list[int]) -> dict[str, np.ndarray]:
+        length = max(len(items[i].ids) for i in idx)
+        ids = np.full((len(idx), length), self.tokenizer.pad_id, dtype=np.int64)
+        mask = np.zeros((len(idx), length), dtype=np.int64)
+        types = np.zeros((len(idx), length), dtype=np.int64)
+        segments = np.zeros((len(idx), length), dtype=np.int64)
+        for row, i in enumerate(idx):
+            item = items[i]
+            n = len(item.ids)
+            ids[row, :n] = item.ids
+            mask[row, :n] = 1
+            if item.segments is not None:
+                segments[row, :n] = item.segments
+                types[row, :n] = item.segments == 2
+                types[row, n - 1] = 1  # the final [SEP] belongs to segment b
+        batch = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+        if any(self.kinds[t] == "matcher" for t in self.tasks):
+            batch["segments"] = segments
+        return self.runner.run(batch, self.tasks)
+
+    def _check(self, inputs: Any, single: type | tuple) -> tuple[list, bool]:
+        if isinstance(inputs, single):
+            return [inputs], True
+        if isinstance(inputs, (list, tuple)) and not isinstance(inputs, str):
+            return list(inputs), False
+        raise TypeError(f"expected {self.expects}, got {type(inputs).__name__}")
+
+
+class TextPipeline(_Base):
+    """Runs tagger and classifier heads on texts, in one encoder pass per batch.
+
+    Call with a ``str`` (one result) or a list of ``str`` (a list of results). With one task the
+    result is that task's: a list of :class:`Entity` for a tagger, ``{"label", "score", "scores"}``
+    for a classifier; with several tasks it is ``{task: result}``.
+
+    Texts longer than the model are split at sentence punctuation, then into overlapping windows;
+    entities come back once each, with offsets into the original text. A classifier averages its
+    logits over the windows.
+    """
+
+    expects = "a str or a list of str"
+
+    def __call__(self, inputs: str | Sequence[str], batch_size: int | None = None, progress: bool | None = None):
+        texts, single = self._check(inputs, str)
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise TypeError(f"expected {self.expects}, got {type(t).__name__} at position {i}")
+        features = [self.preprocess(t) for t in texts]
+        items = [_Item(i, ids, window=w) for i, (_, _, windows) in enumerate(features) for w, ids in windows]
+        found: list[dict[str, list]] = [{t: [] for t in self.tasks} for _ in texts]
+        batch_size = batch_size or self.batch_size
+        progress = self.progress if progress is None else progress
+        for idx in self._batches(items, batch_size, progress and len(items) > batch_size):
+            outputs = self._forward(items, idx)
+            for task, out in outputs.items():
+                for i, result in zip(idx, self._decode(task, out, [items[i] for i in idx])):
+                    found[items[i].text][task].append((items[i].window, result))
+        results = [self.postprocess(f, r) for f, r in zip(features, found)]
+        return results[0] if single else results
+
+    def preprocess(self, text: str) -> tuple[Normalized, np.ndarray, list[tuple[Window, np.ndarray]]]:
+        """Normalise, tokenise and window one text: ``(normalized, offsets, [(window, ids)])``."""
+        norm = self.normalizer(text)
+        ids, offsets = self.tokenizer.encode([norm.text])[0]
+        max_tokens = self.max_length - 2
+        breaks = sentence_breaks(norm.text, offsets) if len(ids) > max_tokens else ()
+        windows = make_windows(len(ids), max_tokens, breaks)
+        return norm, offsets, [(w, self.tokenizer.with_specials(ids[w.start : w.end])) for w in windows]
+
+    def _decode(self, task: str, out: np.ndarray, items: list[_Item]) -> list[Any]:
+        if self.kinds[task] == "tagger":
+            lengths = np.array([len(it.ids) - 2 for it in items])
+            width = int(lengths.max())
+            if width == 0:
+                return [[] for _ in items]
+            return self.decoders[task].decode(out[:, 1 : 1 + width], lengths)
+        return list(out)  # classifier logits: averaged over windows in postprocess
+
+    def postprocess(self, features, found: dict[str, list]) -> Any:
+        """Merge the windows of one text; map entities to original offsets."""
+        norm, offsets, _ = features
+        result = {}
+        for task, pieces in found.items():
+            if self.kinds[task] == "tagger":
+                result[task] = self._entities(norm, offsets, pieces)
+            else:
+                logits = np.mean([p for _, p in pieces], axis=0)
+                result[task] = self.decoders[task].decode(logits[None])[0]
+        return result[self.tasks[0]] if len(self.tasks) == 1 else result
+
+    @staticmethod
+    def _entities(norm: Normalized, offsets: np.ndarray, pieces: list) -> list[Entity]:
+        entities = []
+        for window, spans in pieces:
+            for s, e, label, score in spans:
+                s, e = s + window.start, e + window.start
+                if not window.own_start <= s < window.own_end:
+                    continue
+                start, end = norm.to_original(int(offsets[s, 0]), int(offsets[e - 1, 1]))
+                entities.append(Entity(norm.original[start:end], label, start, end, round(score, 6)))
+        entities.sort(key=lambda x: (x.start, x.end))
+        return entities
+
+
+class PairPipeline(_Base):
+    """Runs matcher heads on sentence pairs: ``(a, b)`` or a list of pairs (or ``pipe(a, b)``).
+
+    Returns ``{"label", "score", "scores"}`` per pair (``{task: ...}`` with several tasks). Pairs
+    longer than the model are truncated longest-first.
+    """
+
+    expects = "a pair (a, b) of str or a list of pairs"
+
+    def __call__(self, inputs, b: str | None = None, batch_size: int | None = None, progress: bool | None = None):
+        if b is not None:
+            inputs = (inputs, b)
+        single = isinstance(inputs, tuple) and len(inputs) == 2 and all(isinstance(x, str) for x in inputs)
+        pairs = [inputs] if single else inputs
+        if not isinstance(pairs, (list, tuple)):
+            raise TypeError(f"expected {self.expects}, got {type(inputs).__name__}")
+        for i, p in enumerate(pairs):
+            if not (isinstance(p, (tuple, list)) and len(p) == 2 and all(isinstance(x, str) for x in p)):
+                raise TypeError(f"expected {self.expects}; item {i} is {p!r}")
+        items = [_Item(i, *self.preprocess(a, bb)) for i, (a, bb) in enumerate(pairs)]
+        results: list[dict[str, Any]] = [{} for _ in pairs]
+        progress = self.progress if progress is None else progress
+        batch_size = batch_size or self.batch_size
+        for idx in self._batches(items, batch_size, progress and len(items) > batch_size):
+            for task, logits in self._forward(items, idx).items():
+                for i, res in zip(idx, self.decoders[task].decode(logits)):
+                    results[i][task] = res
+        results = [r[self.tasks[0]] if len(self.tasks) == 1 else r for r in results]
+        return results[0] if single else results
+
+    def preprocess(self, a: str, b: str) -> tuple[np.ndarray, np.ndarray]:
+        """``[CLS] a [SEP] b [SEP]`` ids and segments (1 = a, 2 = b, 0 = special)."""
+        (ia, _), (ib, _) = self.tokenizer.encode([self.normalizer(a).text, self.normalizer(b).text])
+        ids, types = self.tokenizer.pair(ia, ib, self.max_length)
+        segments = types + 1
+        segments[0] = 0
+        segments[ids == self.tokenizer.sep_id] = 0
+        return ids, segments
+
+
+class MultiTaskPipeline:
+    """Text heads and pair heads of one model behind one call: a ``str`` (or list of ``str``) runs
+    the text heads, a pair ``(a, b)`` (or list of pairs) runs the pair heads."""
+
+    def __init__(self, text: TextPipeline, pair: PairPipeline) -> None:
+        self.text, self.pair = text, pair
+        self.tasks = text.tasks + pair.tasks
+
+    def __call__(self, inputs, *args, **kwargs):
+        is_pair = (isinstance(inputs, tuple) and len(inputs) == 2 and all(isinstance(x, str) for x in inputs)) or (
+            isinstance(inputs, list) and inputs and isinstance(inputs[0], tuple)
+        )
+        return self.pair(inputs, *args, **kwargs) if is_pair else self.text(inputs, *args, **kwargs)
+
+
+def build_pipeline(model, tasks: Sequence[str] | None = None, device: str = "cpu", batch_size: int = 32, progress: bool = False):
+    """The pipeline for ``tasks`` of a :class:`toolkit.model.MultiTaskModel` (PyTorch runtime)."""
+    tasks = list(tasks) if tasks is not None else model.tasks
+    runner = TorchRunner(model, device)
+    heads = {t: (model.heads[t].kind, model.heads[t].decoder()) for t in tasks}
+    return pipeline_for(model.tokenizer, model.normalization, model.max_length, heads, runner, batch_size, progress)
+
+
+def pipeline_for(tokenizer, normalization, max_length, heads: dict[str, tuple[str, Any]], runner: Runner, batch_size: int = 32, progress: bool = False):
+    """Text, pair or combined pipeline for ``heads`` (``{task: (kind, decoder)}``) over ``runner``."""
+    text = {t: h for t, h in heads.items() if h[0] != "matcher"}
+    pair = {t: h for t, h in heads.items() if h[0] == "matcher"}
+    args = (tokenizer, normalization, max_length)
+    if text and pair:
+        return MultiTaskPipeline(TextPipeline(*args, text, runner, batch_size, progress), PairPipeline(*args, pair, runner, batch_size, progress))
+    if pair:
+        return PairPipeline(*args, pair, runner, batch_size, progress)
+    return TextPipeline(*args, text, runner, batch_size, progress)

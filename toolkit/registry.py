@@ -1,0 +1,80 @@
+"""The one place that names things: shipped models and head kinds. Plain dicts, nothing hidden.
+
+``MODELS`` maps a public name to a model folder under ``pretrained/`` (relative to the repository
+root, or to ``$TOOLKIT_PRETRAINED`` when set) and the tasks of that folder the name selects
+(``None``: all of them). ``HEADS`` maps a head kind in a manifest to its class.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+from importlib import import_module
+from pathlib import Path
+from typing import Any
+
+MODELS: dict[str, dict[str, Any]] = {
+    # Filled by the issue that trains the first real models. Format:
+    # "ner-medical": {"path": "zh-multitask", "tasks": ["ner_medical"], "description": "..."},
+}
+
+HEADS: dict[str, str] = {
+    "tagger": "toolkit.heads.tagger:TaggerHead",
+    "classifier": "toolkit.heads.classifier:ClassifierHead",
+    "matcher": "toolkit.heads.matcher:MatcherHead",
+}
+
+MANIFEST = "toolkit.yaml"
+
+
+class UnknownModelError(KeyError):
+    """An unknown model name; the message lists the known names and the closest match."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def pretrained_dir() -> Path:
+    """Where registered model folders live."""
+    env = os.environ.get("TOOLKIT_PRETRAINED")
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "pretrained"
+
+
+def head_class(kind: str):
+    """The head class for a manifest's ``kind``."""
+    if kind not in HEADS:
+        raise ValueError(f"unknown head kind {kind!r}; known kinds: {', '.join(HEADS)}")
+    module, _, name = HEADS[kind].partition(":")
+    return getattr(import_module(module), name)
+
+
+def list_models() -> list[str]:
+    """Names that :func:`toolkit.load` accepts."""
+    return sorted(MODELS)
+
+
+def resolve(name_or_path: str | os.PathLike) -> tuple[Path, list[str] | None]:
+    """Model folder and selected tasks for a registered name or a path to a model folder.
+
+    Raises :class:`UnknownModelError` (a ``KeyError``) for an unknown name, listing the known names and the closest match.
+    Nothing is ever downloaded.
+    """
+    path = Path(name_or_path)
+    if (path / MANIFEST).is_file():
+        return path, None
+    if path.exists():
+        raise FileNotFoundError(f"{path} is not a model folder: it has no {MANIFEST}")
+    name = str(name_or_path)
+    if name in MODELS:
+        spec = MODELS[name]
+        folder = pretrained_dir() / spec["path"]
+        if not (folder / MANIFEST).is_file():
+            raise FileNotFoundError(
+                f"model {name!r} is registered but its folder {folder} is missing or incomplete; "
+                "check out the full repository (pretrained/ holds the weights) or set TOOLKIT_PRETRAINED"
+            )
+        return folder, spec.get("tasks")
+    known = list_models()
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    listing = ", ".join(known) if known else "(none registered yet)"
+    raise UnknownModelError(f"unknown model {name!r}.{hint} Known models: {listing}. A path to a model folder works too.")
