@@ -89,7 +89,7 @@ def test_matcher_loss_decreases(tiny_encoder):
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert float(loss) < 0.2 * first
+    assert loss.item() < 0.2 * first
     model.eval()
     assert [r["label"] for r in pipe(pairs)] == ["1", "0"]
     assert np.isclose(sum(pipe(pairs[0])["scores"].values()), 1.0)

@@ -14,6 +14,7 @@ import argparse
 import json
 import logging
 import sys
+from pathlib import Path
 from dataclasses import asdict, is_dataclass
 from typing import Any, Iterator, Sequence, TextIO
 
@@ -99,6 +100,35 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .recipe import Recipe
+    from .training import train
+
+    recipe = Recipe.from_yaml(args.recipe)
+    if args.out:
+        recipe.out = args.out
+    if args.data_root:
+        recipe.data_root = args.data_root
+    if args.max_minutes is not None:
+        recipe.train.max_minutes = args.max_minutes
+    summary = train(recipe, resume=args.resume, progress=not args.no_progress)
+    best = summary["history"][-1]["scores"] if summary["history"] else {}
+    print(json.dumps({"model": summary["model"], "steps": summary["steps"], "stopped_by": summary["stopped_by"], "minutes": summary["minutes"], "best_mean_dev": summary["best_mean_dev"], "last_dev": {t: s["main"] for t, s in best.items()}}, ensure_ascii=False, indent=2))
+    print(f"load it with: toolkit.load({summary['model']!r})")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluation import evaluate
+
+    result = evaluate(args.model, args.dataset, task=args.task, data_root=args.data_root, limit=args.limit, batch_size=args.batch_size)
+    text = json.dumps(result, ensure_ascii=False, indent=2)
+    if args.output:
+        Path(args.output).write_text(text + "\n", encoding="utf-8")
+    print(text)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="toolkit", description="Multi-task NLP toolkit for Chinese")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO level")
@@ -122,6 +152,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--progress", action="store_true", help="show a progress bar")
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("train", help="fine-tune from a YAML recipe (joint multi-task)")
+    p.add_argument("recipe", help="recipe YAML (see recipes/)")
+    p.add_argument("--out", help="output folder (overrides the recipe)")
+    p.add_argument("--data-root", help="corpus root for catalogue ids (default: $TOOLKIT_DATA_ROOT or ../shared/corpora)")
+    p.add_argument("--max-minutes", type=float, help="stop after this many minutes (overrides the recipe)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("eval", help="score a model on a dataset split, on the original texts")
+    p.add_argument("model", help="registered name or model folder")
+    p.add_argument("dataset", help="catalogue id such as cmeee:dev (see corpora/catalogue.yaml)")
+    p.add_argument("--task", help="which head (default: the name's task, or the only one)")
+    p.add_argument("--data-root")
+    p.add_argument("--limit", type=int, help="only the first N examples")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("-o", "--output", help="also write the JSON here")
+    p.set_defaults(func=_cmd_eval)
     return parser
 
 

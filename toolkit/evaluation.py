@@ -1,0 +1,64 @@
+"""Evaluation on the ORIGINAL texts: normalisation and tokenisation errors count.
+
+NER: strict span micro P/R/F1 overall and per type against the original (possibly nested) gold.
+Classification: accuracy and macro-F1. Pairs: accuracy, macro-F1 and micro-F1.
+
+Example:
+    >>> scores = evaluate("path/to/model", "cmeee:dev", task="ner_medical")  # doctest: +SKIP
+    >>> sorted(scores)  # doctest: +SKIP
+    ['dataset', 'main', 'metric', 'micro', 'model', 'n', 'per_type', 'seconds', 'task']
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Sequence
+
+from .metrics import classification_scores, span_prf
+from .pipeline import build_pipeline
+
+logger = logging.getLogger(__name__)
+
+MAIN = {"tagger": "micro_f1", "classifier": "accuracy", "matcher": "macro_f1"}
+
+
+def evaluate_task(model, task: str, examples: Sequence, batch_size: int = 64, progress: bool = False) -> dict[str, Any]:
+    """Scores of ``model``'s head ``task`` on ``examples``; ``"main"`` is the task's headline metric."""
+    kind = model.heads[task].kind
+    pipe = build_pipeline(model, [task], batch_size=batch_size, progress=progress)
+    start = time.perf_counter()
+    if kind == "tagger":
+        preds = pipe([ex.text for ex in examples])
+        scores = span_prf([[(e.start, e.end, e.label) for e in p] for p in preds], [[s.as_tuple() for s in ex.spans] for ex in examples])
+        result = {"metric": "micro_f1", "main": scores["micro"]["f1"], **scores}
+    elif kind == "classifier":
+        preds = pipe([ex.text for ex in examples])
+        scores = classification_scores([p["label"] for p in preds], [ex.label for ex in examples])
+        result = {"metric": "accuracy", "main": scores["accuracy"], **scores}
+    else:
+        preds = pipe([(ex.text_a, ex.text_b) for ex in examples])
+        scores = classification_scores([p["label"] for p in preds], [ex.label for ex in examples])
+        result = {"metric": "macro_f1", "main": scores["macro_f1"], **scores}
+    result["n"] = len(examples)
+    result["seconds"] = round(time.perf_counter() - start, 1)
+    return result
+
+
+def evaluate(model_or_path, dataset: str, task: str | None = None, data_root: str | None = None, limit: int | None = None, batch_size: int = 64, progress: bool = True) -> dict[str, Any]:
+    """Evaluate a model folder / registered name (or a loaded model) on a catalogue split."""
+    from .model import MultiTaskModel
+    from .recipe import load_examples
+    from .registry import resolve
+
+    if isinstance(model_or_path, MultiTaskModel):
+        model, selected = model_or_path, None
+    else:
+        path, selected = resolve(model_or_path)
+        model = MultiTaskModel.load(path, tasks=[task] if task else selected)
+    task = task or (selected[0] if selected else None)
+    if task is None:
+        if len(model.tasks) != 1:
+            raise ValueError(f"the model has several tasks {model.tasks}; say which one to evaluate (task=...)")
+        task = model.tasks[0]
+    examples = load_examples(dataset, data_root, limit)
+    return {"model": model.name, "task": task, "dataset": dataset, **evaluate_task(model, task, examples, batch_size, progress)}

@@ -1,0 +1,219 @@
+"""Training recipes: one YAML file per model, read strictly into dataclasses.
+
+Example recipe::
+
+    name: zh-medical-ner
+    encoder: zh-e5-small-base        # a base name (see registry.BASES) or an encoder folder
+    init: pretrained                 # or "random": same architecture, random weights (a baseline)
+    num_layers: null                 # keep only the first N layers
+    max_length: 128
+    out: runs/zh-medical-ner
+    tasks:
+      ner_medical:
+        kind: tagger
+        scheme: BIO
+        train: cmeee:train           # a catalogue id, or {path: my.bio, format: columns}
+        dev: cmeee:dev
+        dev_limit: 1000
+    train:
+      epochs: 2
+      lr: 1.0e-4
+      max_minutes: 60
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .data.examples import NerExample, PairExample, TextExample
+from .encoder import Encoder
+from .features import FeatureReport, ner_features, pair_features, text_features
+from .manifest import TaskSpec
+from .model import MultiTaskModel
+from .normalize import NormalizationConfig, Normalizer
+from .tokenization import TextTokenizer
+
+logger = logging.getLogger(__name__)
+
+
+def _strict(cls, data: dict[str, Any] | None, where: str):
+    data = dict(data or {})
+    known = {f.name for f in fields(cls)}
+    unknown = set(data) - known
+    if unknown:
+        raise ValueError(f"{where}: unknown keys {sorted(unknown)}; allowed: {sorted(known)}")
+    return cls(**data)
+
+
+@dataclass
+class TrainSettings:
+    """Optimisation settings; every technique can be switched off."""
+
+    epochs: float = 3.0
+    max_steps: int | None = None
+    max_minutes: float | None = None
+    batch_size: int = 32
+    eval_batch_size: int = 64
+    grad_accum: int = 1
+    lr: float = 5e-5
+    head_lr: float = 1e-3
+    layer_decay: float = 0.9
+    weight_decay: float = 0.01
+    warmup: float = 0.06  # fraction of steps (< 1) or a step count
+    clip: float | None = 1.0
+    ema: float | None = None  # e.g. 0.999
+    patience: int | None = 3
+    eval_every: int = 500
+    temperature: float = 0.8
+    bf16: bool = False
+    freeze_encoder_steps: int = 0
+    unfreeze_steps: int = 0
+    seed: int = 42
+
+
+@dataclass
+class TaskRecipe:
+    """One task: head kind, data, labels (inferred from train when absent), loss weight."""
+
+    kind: str
+    train: Any
+    dev: Any = None
+    labels: list[str] | None = None
+    scheme: str | None = None
+    weight: float = 1.0
+    options: dict[str, Any] = field(default_factory=dict)
+    flatten: str = "longest"
+    train_limit: int | None = None
+    dev_limit: int | None = None
+
+
+@dataclass
+class Recipe:
+    name: str
+    encoder: str
+    tasks: dict[str, TaskRecipe]
+    out: str = "runs/model"
+    init: str = "pretrained"
+    num_layers: int | None = None
+    max_length: int = 128
+    normalization: dict[str, Any] = field(default_factory=dict)
+    data_root: str | None = None
+    licence: str = "see the training data's licences"
+    train: TrainSettings = field(default_factory=TrainSettings)
+    source: str | None = None
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "Recipe":
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a YAML mapping")
+        data["tasks"] = {n: _strict(TaskRecipe, t, f"{path}: task {n!r}") for n, t in (data.get("tasks") or {}).items()}
+        if not data["tasks"]:
+            raise ValueError(f"{path}: the recipe has no tasks")
+        data["train"] = _strict(TrainSettings, data.get("train"), f"{path}: train")
+        recipe = _strict(cls, data, str(path))
+        recipe.source = str(path)
+        return recipe
+
+    def card(self, scores: dict[str, dict]) -> str:
+        """Model card: data, split, metric, value, licence, recipe command."""
+        lines = [f"# {self.name}", "", f"Fine-tuned by toolkit from `{self.encoder}` ({self.init} init, max length {self.max_length}).", ""]
+        lines += ["| task | kind | train data | dev data | metric | value |", "|---|---|---|---|---|---|"]
+        for t, spec in self.tasks.items():
+            s = scores.get(t, {})
+            lines.append(f"| {t} | {spec.kind} | {_ref(spec.train)} | {_ref(spec.dev)} | {s.get('metric', '-')} | {s.get('main', '-')} |")
+        lines += ["", f"Licence: {self.licence}.", "", "Reproduce:", "", "```bash", f"toolkit train {self.source or 'RECIPE.yaml'}", "```", ""]
+        return "\n".join(lines)
+
+
+def _ref(ref: Any) -> str:
+    if ref is None:
+        return "-"
+    if isinstance(ref, dict):
+        return str(ref.get("path"))
+    if isinstance(ref, list):
+        return " + ".join(_ref(r) for r in ref)
+    return str(ref)
+
+
+def load_examples(ref: Any, data_root: str | None = None, limit: int | None = None) -> list:
+    """Examples for a data reference: a catalogue id (``"cmeee:train"``), ``{path, format, ...}``, or a list of those."""
+    if ref is None:
+        return []
+    if isinstance(ref, list):
+        return [ex for r in ref for ex in load_examples(r, data_root)][:limit]
+    if isinstance(ref, dict):
+        from .data.readers import read
+
+        opts = dict(ref)
+        path, fmt = opts.pop("path"), opts.pop("format")
+        examples, report = read(path, fmt, **opts)
+    else:
+        from .data.catalogue import load_dataset
+
+        examples, report = load_dataset(str(ref), data_root=data_root)
+    return examples[:limit] if limit else examples
+
+
+@dataclass
+class TaskData:
+    train: list
+    dev: list
+    weight: float = 1.0
+
+
+def infer_labels(kind: str, examples: list) -> list[str]:
+    if kind == "tagger":
+        return sorted({s.label for ex in examples for s in ex.spans})
+    return sorted({ex.label for ex in examples}, key=lambda x: (len(x), x))
+
+
+def build_encoder(recipe: Recipe) -> tuple[Encoder, TextTokenizer]:
+    from .registry import base_path
+
+    path = base_path(recipe.encoder)
+    encoder = Encoder.from_pretrained(path, num_layers=recipe.num_layers)
+    if recipe.init == "random":
+        encoder.model.apply(encoder.model._init_weights)
+        logger.info("encoder re-initialised randomly (baseline)")
+    elif recipe.init != "pretrained":
+        raise ValueError(f"init must be 'pretrained' or 'random', got {recipe.init!r}")
+    return encoder, TextTokenizer.from_pretrained(path)
+
+
+def prepare(recipe: Recipe) -> tuple[MultiTaskModel, dict[str, TaskData]]:
+    """Build the model and the training features / dev examples of every task."""
+    encoder, tokenizer = build_encoder(recipe)
+    normalization = NormalizationConfig.from_dict(recipe.normalization)
+    normalizer = Normalizer(normalization)
+    heads, data = {}, {}
+    for name, t in recipe.tasks.items():
+        train = load_examples(t.train, recipe.data_root, t.train_limit)
+        dev = load_examples(t.dev, recipe.data_root, t.dev_limit)
+        if not train:
+            raise ValueError(f"task {name!r}: no training examples from {t.train!r}")
+        labels = t.labels or infer_labels(t.kind, train)
+        spec = TaskSpec.from_dict(name, {"kind": t.kind, "labels": labels, "scheme": t.scheme if t.kind == "tagger" else None, "options": t.options})
+        if spec.kind == "tagger" and spec.scheme is None:
+            spec.scheme = "BIO"
+        head = spec.build_head(encoder.hidden_size)
+        heads[name] = head
+        if t.kind == "tagger":
+            report = FeatureReport()
+            feats = ner_features(train, tokenizer, normalizer, head.tags, head.scheme, recipe.max_length, t.flatten, report)
+            report.log(f"{name} train")
+        elif t.kind == "classifier":
+            feats = text_features(train, tokenizer, normalizer, labels, recipe.max_length)
+        else:
+            feats = pair_features(train, tokenizer, normalizer, labels, recipe.max_length)
+        data[name] = TaskData(feats, dev, t.weight)
+        logger.info("task %s: %d training sequences, %d dev examples, labels %s", name, len(feats), len(dev), labels)
+    model = MultiTaskModel(encoder, tokenizer, heads, normalization, recipe.max_length, name=recipe.name)
+    return model, data
+
+
+__all__ = ["Recipe", "TaskRecipe", "TrainSettings", "TaskData", "prepare", "load_examples", "NerExample", "TextExample", "PairExample"]

@@ -1,0 +1,81 @@
+"""Training state that must survive a restart: EMA weights and checkpoints (safetensors + JSON).
+
+No pickle: tensors go to safetensors files, everything else to JSON.
+"""
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+
+class EMA:
+    """Exponential moving average of the trainable weights (``decay`` e.g. 0.999)."""
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.shadow = {k: v.detach().clone().float() for k, v in model.state_dict().items() if v.dtype.is_floating_point}
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        for k, v in model.state_dict().items():
+            if k in self.shadow:
+                self.shadow[k].mul_(self.decay).add_(v.detach().float(), alpha=1 - self.decay)
+
+    @contextmanager
+    def applied(self, model: torch.nn.Module) -> Iterator[None]:
+        """Temporarily swap the EMA weights into ``model``."""
+        backup = {k: v.detach().clone() for k, v in model.state_dict().items() if k in self.shadow}
+        model.load_state_dict(self.shadow, strict=False)
+        try:
+            yield
+        finally:
+            model.load_state_dict(backup, strict=False)
+
+
+def save_checkpoint(path: Path, model, optimizer: torch.optim.Optimizer, ema: EMA | None, rng: np.random.Generator, state: dict[str, Any]) -> None:
+    """Model, optimizer moments, EMA, RNG states and trainer state, written atomically-ish."""
+    path.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(path / "model.safetensors"))
+    opt = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for idx, st in opt["state"].items():
+        for key, value in st.items():
+            if torch.is_tensor(value):
+                tensors[f"{idx}.{key}"] = value.contiguous()
+            else:
+                scalars[f"{idx}.{key}"] = value
+    tensors["__torch_rng__"] = torch.get_rng_state()
+    save_file(tensors, str(path / "optimizer.safetensors"))
+    if ema is not None:
+        save_file({k: v.contiguous() for k, v in ema.shadow.items()}, str(path / "ema.safetensors"))
+    groups = [{k: v for k, v in g.items() if k != "params"} | {"params": g["params"]} for g in opt["param_groups"]]
+    meta = {"trainer": state, "param_groups": groups, "scalars": scalars, "numpy_rng": rng.bit_generator.state}
+    tmp = path / "state.json.tmp"
+    tmp.write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+    tmp.replace(path / "state.json")
+
+
+def load_checkpoint(path: Path, model, optimizer: torch.optim.Optimizer, ema: EMA | None, rng: np.random.Generator) -> dict[str, Any]:
+    """Restore what :func:`save_checkpoint` wrote; returns the trainer state."""
+    meta = json.loads((path / "state.json").read_text(encoding="utf-8"))
+    model.load_state_dict(load_file(str(path / "model.safetensors")))
+    tensors = load_file(str(path / "optimizer.safetensors"))
+    torch.set_rng_state(tensors.pop("__torch_rng__"))
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        idx, _, name = key.partition(".")
+        state.setdefault(int(idx), {})[name] = value
+    for key, value in meta["scalars"].items():
+        idx, _, name = key.partition(".")
+        state.setdefault(int(idx), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    if ema is not None and (path / "ema.safetensors").is_file():
+        ema.shadow = load_file(str(path / "ema.safetensors"))
+    rng.bit_generator.state = meta["numpy_rng"]
+    return meta["trainer"]
