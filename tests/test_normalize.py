@@ -67,7 +67,7 @@ def test_config_can_switch_steps_off():
 
 
 def test_unknown_settings_and_conversions_are_errors():
-    with pytest.raises(ValueError, match="unknown normalization settings"):
+    with pytest.raises(ValueError, match="normalization settings: unknown keys"):
         NormalizationConfig.from_dict({"opencc": "t2s", "lowercase": True})
     with pytest.raises(ValueError, match="OpenCC"):
         Normalizer(NormalizationConfig(opencc="nope"))

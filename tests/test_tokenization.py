@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from toolkit.tokenization import TextTokenizer, align_spans, make_windows, sentence_breaks
+from toolkit.tokenization import TextTokenizer, align_spans, make_windows, sentence_breaks, token_types
 
 
 @pytest.fixture(scope="module")
@@ -33,9 +33,12 @@ def test_unknown_characters_never_shift_offsets(tok, text):
 
 def test_pair_truncates_longest_first(tok):
     a, b = np.arange(10), np.arange(3)
-    ids, types = tok.pair(a, b, max_length=12)
+    ids, segments = tok.pair(a, b, max_length=12)
     assert len(ids) == 12 and ids[0] == tok.cls_id and ids[-1] == tok.sep_id
-    assert types.tolist() == [0] * 8 + [1] * 4
+    assert segments.tolist() == [0] + [1] * 6 + [0] + [2] * 3 + [0]
+    assert token_types(segments).tolist() == [0] * 8 + [1] * 4
+    _, only_a = tok.pair(a[:2], b[:0], max_length=12)
+    assert token_types(only_a).tolist() == [0, 0, 0, 0, 1]
 
 
 @settings(max_examples=300, deadline=None)

@@ -18,7 +18,7 @@ import torch
 from .data.examples import NerExample, PairExample, TextExample
 from .normalize import Normalized, Normalizer
 from .tags import flatten_spans, spans_to_tags
-from .tokenization import TextTokenizer, align_spans, make_windows, sentence_breaks
+from .tokenization import TextTokenizer, align_spans, make_windows, sentence_breaks, token_types
 
 logger = logging.getLogger(__name__)
 
@@ -123,10 +123,7 @@ def pair_features(examples: Sequence[PairExample], tokenizer: TextTokenizer, nor
     for ex, (a, _), (b, _) in zip(examples, enc_a, enc_b):
         if ex.label not in index:
             raise ValueError(f"{ex.source or 'example'}: label {ex.label!r} is not one of the head's labels {list(labels)}")
-        ids, types = tokenizer.pair(a, b, max_length)
-        segments = types + 1
-        segments[0] = 0
-        segments[ids == tokenizer.sep_id] = 0
+        ids, segments = tokenizer.pair(a, b, max_length)
         out.append(Feature(ids, index[ex.label], segments))
     return out
 
@@ -146,10 +143,8 @@ def collate(features: Sequence[Feature], pad_id: int) -> tuple[dict[str, torch.T
         ids[r, :k] = torch.from_numpy(f.ids)
         mask[r, :k] = 1
         if f.segments is not None:
-            seg = torch.from_numpy(f.segments)
-            segments[r, :k] = seg
-            types[r, :k] = (seg == 2).long()
-            types[r, k - 1] = 1
+            segments[r, :k] = torch.from_numpy(f.segments)
+            types[r, :k] = torch.from_numpy(token_types(f.segments))
         if is_tagging:
             targets[r, : len(f.target)] = torch.from_numpy(f.target)
         else:

@@ -25,17 +25,12 @@ from typing import Any, Iterable
 
 import yaml
 
+from .config import check_keys
 from .normalize import NormalizationConfig
 from .registry import MANIFEST, head_class
 from .version import __version__
 
 FORMAT_VERSION = 1
-
-
-def _check_keys(where: str, data: dict[str, Any], allowed: Iterable[str]) -> None:
-    unknown = set(data) - set(allowed)
-    if unknown:
-        raise ValueError(f"{where}: unknown keys {sorted(unknown)}; allowed: {sorted(allowed)}")
 
 
 @dataclass
@@ -56,7 +51,7 @@ class TaskSpec:
     def from_dict(cls, name: str, data: dict[str, Any]) -> "TaskSpec":
         if not isinstance(data, dict):
             raise ValueError(f"task {name!r}: expected a mapping, got {type(data).__name__}")
-        _check_keys(f"task {name!r}", data, cls.KEYS)
+        check_keys(f"task {name!r}", data, cls.KEYS)
         for key in ("kind", "labels"):
             if key not in data:
                 raise ValueError(f"task {name!r}: missing {key!r}")
@@ -114,7 +109,7 @@ class Manifest:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a YAML mapping")
-        _check_keys(str(path), data, cls.KEYS)
+        check_keys(str(path), data, cls.KEYS)
         version = int(data.get("format_version", 0))
         if version != FORMAT_VERSION:
             raise ValueError(f"{path}: format_version {version} is not supported by toolkit {__version__} (expects {FORMAT_VERSION}); upgrade toolkit")

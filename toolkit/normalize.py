@@ -19,10 +19,12 @@ import logging
 import re
 import threading
 import unicodedata
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+
+from .config import from_dict
 
 logger = logging.getLogger(__name__)
 
@@ -53,12 +55,7 @@ class NormalizationConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> "NormalizationConfig":
-        data = dict(data or {})
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown normalization settings {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**data)
+        return from_dict(cls, data, "normalization settings")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -24,7 +24,7 @@ from typing import Any, Iterable, Protocol, Sequence
 import numpy as np
 
 from .normalize import NormalizationConfig, Normalized, Normalizer
-from .tokenization import TextTokenizer, Window, make_windows, sentence_breaks
+from .tokenization import TextTokenizer, Window, make_windows, sentence_breaks, token_types
 
 logger = logging.getLogger(__name__)
 
@@ -111,8 +111,7 @@ class _Base:
             mask[row, :n] = 1
             if item.segments is not None:
                 segments[row, :n] = item.segments
-                types[row, :n] = item.segments == 2
-                types[row, n - 1] = 1  # the final [SEP] belongs to segment b
+                types[row, :n] = token_types(item.segments)
         batch = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
         if any(self.kinds[t] == "matcher" for t in self.tasks):
             batch["segments"] = segments
@@ -235,11 +234,7 @@ class PairPipeline(_Base):
     def preprocess(self, a: str, b: str) -> tuple[np.ndarray, np.ndarray]:
         """``[CLS] a [SEP] b [SEP]`` ids and segments (1 = a, 2 = b, 0 = special)."""
         (ia, _), (ib, _) = self.tokenizer.encode([self.normalizer(a).text, self.normalizer(b).text])
-        ids, types = self.tokenizer.pair(ia, ib, self.max_length)
-        segments = types + 1
-        segments[0] = 0
-        segments[ids == self.tokenizer.sep_id] = 0
-        return ids, segments
+        return self.tokenizer.pair(ia, ib, self.max_length)
 
 
 class MultiTaskPipeline:

@@ -23,12 +23,13 @@ Example recipe::
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from .config import from_dict
 from .data.examples import NerExample, PairExample, TextExample
 from .encoder import Encoder
 from .features import FeatureReport, ner_features, pair_features, text_features
@@ -38,15 +39,6 @@ from .normalize import NormalizationConfig, Normalizer
 from .tokenization import TextTokenizer
 
 logger = logging.getLogger(__name__)
-
-
-def _strict(cls, data: dict[str, Any] | None, where: str):
-    data = dict(data or {})
-    known = {f.name for f in fields(cls)}
-    unknown = set(data) - known
-    if unknown:
-        raise ValueError(f"{where}: unknown keys {sorted(unknown)}; allowed: {sorted(known)}")
-    return cls(**data)
 
 
 @dataclass
@@ -111,11 +103,11 @@ class Recipe:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a YAML mapping")
-        data["tasks"] = {n: _strict(TaskRecipe, t, f"{path}: task {n!r}") for n, t in (data.get("tasks") or {}).items()}
+        data["tasks"] = {n: from_dict(TaskRecipe, t, f"{path}: task {n!r}") for n, t in (data.get("tasks") or {}).items()}
         if not data["tasks"]:
             raise ValueError(f"{path}: the recipe has no tasks")
-        data["train"] = _strict(TrainSettings, data.get("train"), f"{path}: train")
-        recipe = _strict(cls, data, str(path))
+        data["train"] = from_dict(TrainSettings, data.get("train"), f"{path}: train")
+        recipe = from_dict(cls, data, str(path))
         recipe.source = str(path)
         return recipe
 

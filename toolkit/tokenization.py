@@ -94,7 +94,8 @@ class TextTokenizer:
         return np.concatenate([[self.cls_id], ids, [self.sep_id]]).astype(np.int64)
 
     def pair(self, a: np.ndarray, b: np.ndarray, max_length: int) -> tuple[np.ndarray, np.ndarray]:
-        """``[CLS] a [SEP] b [SEP]`` and its segment ids (0 for a, 1 for b), longest-first truncation."""
+        """``[CLS] a [SEP] b [SEP]`` and its segments (1 on a's tokens, 2 on b's, 0 on specials),
+        truncated longest-first to ``max_length``."""
         budget = max_length - 3
         la, lb = len(a), len(b)
         while la + lb > budget:
@@ -103,8 +104,16 @@ class TextTokenizer:
             else:
                 lb -= 1
         ids = np.concatenate([[self.cls_id], a[:la], [self.sep_id], b[:lb], [self.sep_id]]).astype(np.int64)
-        segments = np.concatenate([np.zeros(la + 2, np.int64), np.ones(lb + 1, np.int64)])
+        segments = np.concatenate([[0], np.ones(la, np.int64), [0], np.full(lb, 2, np.int64), [0]]).astype(np.int64)
         return ids, segments
+
+
+def token_types(segments: np.ndarray) -> np.ndarray:
+    """BERT token-type ids of one pair from its segments: 0 up to the first ``[SEP]``, 1 after it."""
+    types = np.zeros(len(segments), dtype=np.int64)
+    first_sep = 1 + int(np.argmax(segments[1:] == 0))
+    types[first_sep + 1 :] = 1
+    return types
 
 
 def _special_id(tok, *names: str) -> int:

@@ -155,6 +155,8 @@ def train(recipe: Recipe, resume: bool = False, progress: bool = True) -> dict[s
         state["step"] += 1
         elapsed = time.monotonic() - start
         log.write(json.dumps({"step": state["step"], "loss": losses, "lr": optimizer.param_groups[0]["lr"], "grad_norm": round(grad_norm, 4), "elapsed": round(elapsed, 1)}) + "\n")
+        if state["step"] % 20 == 0:
+            log.flush()
         if bar is not None:
             bar.update(1)
             bar.set_postfix({t[:8]: v for t, v in losses.items()})
