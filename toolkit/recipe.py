@@ -167,13 +167,12 @@ def infer_labels(kind: str, examples: list) -> list[str]:
 def build_encoder(recipe: Recipe) -> tuple[Encoder, TextTokenizer]:
     from .registry import base_path
 
-    path = base_path(recipe.encoder)
-    encoder = Encoder.from_pretrained(path, num_layers=recipe.num_layers)
-    if recipe.init == "random":
-        encoder.model.apply(encoder.model._init_weights)
-        logger.info("encoder re-initialised randomly (baseline)")
-    elif recipe.init != "pretrained":
+    if recipe.init not in ("pretrained", "random"):
         raise ValueError(f"init must be 'pretrained' or 'random', got {recipe.init!r}")
+    path = base_path(recipe.encoder)
+    encoder = Encoder.from_pretrained(path, num_layers=recipe.num_layers, random_init=recipe.init == "random")
+    if recipe.init == "random":
+        logger.info("encoder initialised randomly (baseline)")
     return encoder, TextTokenizer.from_pretrained(path)
 
 
