@@ -97,6 +97,19 @@ def test_ner_features_count_what_cannot_be_learnt(tiny_encoder):
     assert batch["input_ids"].shape == targets.shape and int(batch["attention_mask"][0].sum()) == 7
 
 
+def test_holdout_selects_on_training_examples(recipe_file):
+    from toolkit.recipe import prepare
+
+    recipe = Recipe.from_yaml(recipe_file)
+    recipe.tasks["cls"].dev = None
+    recipe.tasks["cls"].holdout = 1
+    _, data = prepare(recipe)
+    assert len(data["cls"].dev) == 1 and len(data["cls"].train) == 3
+    recipe.tasks["cls"].dev = recipe.tasks["ner"].dev
+    with pytest.raises(ValueError, match="either dev or holdout"):
+        prepare(recipe)
+
+
 def test_lr_schedule():
     assert lr_factor(0, 100, 10) == pytest.approx(0.1)
     assert lr_factor(10, 100, 10) == pytest.approx(1.0)

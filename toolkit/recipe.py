@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from .config import from_dict
@@ -81,6 +82,7 @@ class TaskRecipe:
     flatten: str = "longest"
     train_limit: int | None = None
     dev_limit: int | None = None
+    holdout: int = 0  # when > 0 and no dev is given: this many training examples (seeded shuffle) select the model
 
 
 @dataclass
@@ -117,7 +119,8 @@ class Recipe:
         lines += ["| task | kind | train data | dev data | metric | value |", "|---|---|---|---|---|---|"]
         for t, spec in self.tasks.items():
             s = scores.get(t, {})
-            lines.append(f"| {t} | {spec.kind} | {_ref(spec.train)} | {_ref(spec.dev)} | {s.get('metric', '-')} | {s.get('main', '-')} |")
+            dev = f"{spec.holdout} held out from train" if spec.holdout else _ref(spec.dev)
+            lines.append(f"| {t} | {spec.kind} | {_ref(spec.train)} | {dev} | {s.get('metric', '-')} | {s.get('main', '-')} |")
         lines += ["", f"Licence: {self.licence}.", "", "Reproduce:", "", "```bash", f"toolkit train {self.source or 'RECIPE.yaml'}", "```", ""]
         return "\n".join(lines)
 
@@ -185,6 +188,13 @@ def prepare(recipe: Recipe) -> tuple[MultiTaskModel, dict[str, TaskData]]:
     for name, t in recipe.tasks.items():
         train = load_examples(t.train, recipe.data_root, t.train_limit)
         dev = load_examples(t.dev, recipe.data_root, t.dev_limit)
+        if t.holdout:
+            if dev:
+                raise ValueError(f"task {name!r}: give either dev or holdout, not both")
+            order = np.random.default_rng(recipe.train.seed).permutation(len(train))
+            dev = [train[i] for i in order[: t.holdout]]
+            train = [train[i] for i in sorted(order[t.holdout :])]
+            logger.info("task %s: %d training examples held out for model selection", name, len(dev))
         if not train:
             raise ValueError(f"task {name!r}: no training examples from {t.train!r}")
         labels = t.labels or infer_labels(t.kind, train)
