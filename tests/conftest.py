@@ -84,3 +84,26 @@ def tiny_folder(tiny_model, tmp_path_factory) -> Path:
     import torch
 
     return tiny_model.save(tmp_path_factory.mktemp("models") / "tiny", dtype=torch.float32)
+
+
+def in_threads(work, n: int = 8) -> list:
+    """Run ``work()`` in ``n`` threads at once; returns their results (re-raises the first error)."""
+    import threading
+
+    results: list = [None] * n
+    errors: list = []
+
+    def run(k: int) -> None:
+        try:
+            results[k] = work()
+        except Exception as err:  # pragma: no cover - re-raised below
+            errors.append(err)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return results

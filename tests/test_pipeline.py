@@ -1,11 +1,11 @@
 """Pipelines on the tiny random model, and on a context-free fake runner for exact merge checks."""
 from __future__ import annotations
 
-import threading
 
 import numpy as np
 import pytest
 
+from conftest import in_threads
 from toolkit.decoding import TagDecoder
 from toolkit.normalize import NormalizationConfig
 from toolkit.pipeline import Entity, PairPipeline, TextPipeline, build_pipeline
@@ -107,21 +107,7 @@ def test_combined_pipeline_dispatches_text_and_pairs(tiny_model):
 def test_threads_get_serial_results(ner):
     texts = [t * (i % 3 + 1) for i, t in enumerate(TEXTS * 4)]
     serial = [key(ner(t)) for t in texts]
-    results = [None] * 8
-    errors = []
-
-    def work(k):
-        try:
-            results[k] = [key(ner(t)) for t in texts]
-        except Exception as err:  # pragma: no cover - reported below
-            errors.append(err)
-
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors and all(r == serial for r in results)
+    assert all(r == serial for r in in_threads(lambda: [key(ner(t)) for t in texts]))
 
 
 def test_long_text_works(ner):

@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
-import torch
 import yaml
 
 from toolkit.features import collate, ner_features

@@ -26,7 +26,9 @@ def load(
     device: str = "cpu",
     batch_size: int = 32,
     progress: bool = False,
-    runtime: Literal["torch"] = "torch",
+    runtime: Literal["torch", "onnx"] = "torch",
+    quantize: Literal["int8"] | None = None,
+    threads: int = 2,
 ) -> "TextPipeline | PairPipeline | MultiTaskPipeline":
     """A ready pipeline for a registered model name or a model folder. Never downloads anything.
 
@@ -36,7 +38,10 @@ def load(
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"`` ...
         batch_size: texts per encoder pass (texts are sorted by length and padded per batch).
         progress: show a progress bar on large inputs.
-        runtime: ``"torch"``.
+        runtime: ``"torch"``, or ``"onnx"`` for ONNX Runtime on CPU (same results, faster, no torch
+            import once the folder has an export; the first use exports it, see :mod:`toolkit.export`).
+        quantize: ``"int8"`` runs the dynamically quantised graph (``runtime="onnx"`` only).
+        threads: ONNX Runtime intra-op threads (``runtime="onnx"`` only; inter-op is 1).
 
     Returns a callable: ``str -> list[Entity]`` for a NER model, ``str -> {label, score, scores}``
     for a classifier, ``(a, b) -> {label, score, scores}`` for a matcher, ``str -> {task: result}``
@@ -47,12 +52,20 @@ def load(
         >>> [(e.text, e.label) for e in tk("既往有2型糖尿病史")]  # doctest: +SKIP
         [('2型糖尿病', 'dis')]
     """
+    if runtime == "onnx":
+        if device != "cpu":
+            raise ValueError(f"runtime='onnx' runs on the CPU only; use device='cpu' or runtime='torch' for {device!r}")
+        from .onnx_runtime import onnx_pipeline
+
+        return onnx_pipeline(name_or_path, tasks, quantize=quantize, threads=threads, batch_size=batch_size, progress=progress)
+    if runtime != "torch":
+        raise ValueError(f"unknown runtime {runtime!r}; available: 'torch', 'onnx'")
+    if quantize is not None:
+        raise ValueError("quantize needs runtime='onnx' (e.g. load(name, runtime='onnx', quantize='int8'))")
     from .model import MultiTaskModel
     from .pipeline import build_pipeline
     from .registry import resolve
 
-    if runtime != "torch":
-        raise ValueError(f"unknown runtime {runtime!r}; available: 'torch'")
     path, selected = resolve(name_or_path)
     if tasks is not None:
         selected = [tasks] if isinstance(tasks, str) else list(tasks)

@@ -7,6 +7,7 @@ Examples::
     toolkit run ner-medical "患者三天前出现发热。"
     toolkit run ner-medical -i notes.txt -o entities.jsonl     # one text per line -> JSONL
     cat notes.txt | toolkit run ner-medical -                 # stdin
+    toolkit export ner-medical --quantize int8                # ONNX graph into the model folder
 """
 from __future__ import annotations
 
@@ -144,6 +145,21 @@ def _cmd_build_base(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_onnx, read_record
+
+    try:
+        graph = export_onnx(args.model, out=args.out, quantize=args.quantize, force=args.force)
+    except ImportError as err:
+        print(f"toolkit: error: {err}", file=sys.stderr)
+        return 2
+    record = read_record(graph.parent) or {}
+    entry = record.get("graphs", {}).get(args.quantize or "fp32", {})
+    info = {"graph": str(graph.resolve()), "size_mb": round(graph.stat().st_size / 2**20, 2), "opset": record.get("opset"), "inputs": record.get("inputs"), "outputs": record.get("outputs"), "quantization": entry.get("quantization")}
+    print(json.dumps(info, ensure_ascii=False, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="toolkit", description="Multi-task NLP toolkit for Chinese")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO level")
@@ -182,6 +198,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("export", help="export a model to ONNX (one graph for the encoder and all heads), optionally int8")
+    p.add_argument("model", help="registered name or model folder")
+    p.add_argument("--out", help="write here instead of MODEL/onnx (or the cache when the folder is read-only)")
+    p.add_argument("--quantize", choices=["int8"], help="also write the dynamically quantised int8 graph")
+    p.add_argument("--force", action="store_true", help="export again even if an up-to-date export exists")
+    p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("eval", help="score a model on a dataset split, on the original texts")
     p.add_argument("model", help="registered name or model folder")
