@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Same recipe and budget for both: {r.train.max_steps} steps of {r.train.batch_size} sequences (max length {r.max_length}), "
         f"lr {r.train.lr} (layer decay {r.train.layer_decay}), head lr {r.train.head_lr}, BIO + CRF, nested spans flattened (longest kept); "
-        f"scored on the first {r.tasks['ner_medical'].dev_limit} CMeEE dev texts against the original nested gold, strict span match.",
+        f"scored on the first {r.tasks['ner_medical'].dev_limit} CMeEE dev texts against the original nested gold, strict span match. "
+        "The two runs trained side by side, one CPU thread each (the run info's thread count is the collecting process's).",
         "",
         "| init | steps | minutes | precision | recall | micro-F1 |",
         "|---|---:|---:|---:|---:|---:|",
