@@ -36,9 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name in args.models or sorted(MODELS):
         for spec in MODELS[name].get("eval", []):
-            result = evaluate(name, spec["dataset"], data_root=args.data_root, limit=args.limit, progress=False)
+            result = evaluate(name, spec["dataset"], data_root=args.data_root, limit=args.limit, progress=False, exclude=spec.get("exclude"))
             anchor = anchors.get(spec["dataset"], {})
-            rows.append({"model": name, "dataset": spec["dataset"], "metric": result["metric"], "value": round(100 * result["main"], 2), "n": result["n"], "details": result, "anchors": anchor.get("anchors", [])})
+            rows.append({"model": name, "dataset": spec["dataset"] + (f" minus {spec['exclude']}" if spec.get("exclude") else ""), "metric": result["metric"], "value": round(100 * result["main"], 2), "n": result["n"], "details": result, "anchors": anchor.get("anchors", [])})
             logger.info("%s on %s: %s %.2f", name, spec["dataset"], result["metric"], 100 * result["main"])
     if not rows:
         logger.warning("no registered model has an eval list; nothing measured")

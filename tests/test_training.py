@@ -112,3 +112,16 @@ def test_lr_schedule():
     assert lr_factor(0, 100, 10) == pytest.approx(0.1)
     assert lr_factor(10, 100, 10) == pytest.approx(1.0)
     assert lr_factor(100, 100, 10) == 0.0
+
+
+def test_evaluate_can_exclude_texts_seen_in_another_split(tiny_model, tmp_path):
+    from toolkit.evaluation import evaluate
+
+    test = tmp_path / "test.tsv"
+    test.write_text("text\tlabel\n服务很好\tpos\n太差了\tneg\n一般般\tneg\n", encoding="utf-8")
+    train = tmp_path / "train.tsv"
+    train.write_text("text\tlabel\n服务很好\tpos\n", encoding="utf-8")
+    ref = {"path": str(test), "format": "table-cls"}
+    full = evaluate(tiny_model, ref, task="sentiment", progress=False)
+    clean = evaluate(tiny_model, ref, task="sentiment", progress=False, exclude={"path": str(train), "format": "table-cls"})
+    assert full["n"] == 3 and clean["n"] == 2 and clean["excluded"] == 1

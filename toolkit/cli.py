@@ -124,7 +124,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from .evaluation import evaluate
 
-    result = evaluate(args.model, args.dataset, task=args.task, data_root=args.data_root, limit=args.limit, batch_size=args.batch_size)
+    result = evaluate(args.model, args.dataset, task=args.task, data_root=args.data_root, limit=args.limit, batch_size=args.batch_size, exclude=args.exclude)
     text = json.dumps(result, ensure_ascii=False, indent=2)
     if args.output:
         Path(args.output).write_text(text + "\n", encoding="utf-8")
@@ -212,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", help="which head (default: the name's task, or the only one)")
     p.add_argument("--data-root")
     p.add_argument("--limit", type=int, help="only the first N examples")
+    p.add_argument("--exclude", help="leave out examples whose text occurs in this split (e.g. chnsenticorp:train)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("-o", "--output", help="also write the JSON here")
     p.set_defaults(func=_cmd_eval)

@@ -44,8 +44,22 @@ def evaluate_task(model, task: str, examples: Sequence, batch_size: int = 64, pr
     return result
 
 
-def evaluate(model_or_path, dataset: str, task: str | None = None, data_root: str | None = None, limit: int | None = None, batch_size: int = 64, progress: bool = True) -> dict[str, Any]:
-    """Evaluate a model folder / registered name (or a loaded model) on a catalogue split."""
+def evaluate(
+    model_or_path,
+    dataset: str | dict,
+    task: str | None = None,
+    data_root: str | None = None,
+    limit: int | None = None,
+    batch_size: int = 64,
+    progress: bool = True,
+    exclude: str | dict | None = None,
+) -> dict[str, Any]:
+    """Evaluate a model folder / registered name (or a loaded model) on a catalogue split
+    (``"cmeee:dev"``) or a file (``{"path": ..., "format": ...}``, see :func:`toolkit.recipe.load_examples`).
+
+    ``exclude`` names another split (e.g. ``"chnsenticorp:train"``): examples whose text occurs
+    there are left out, for a score free of train/test leakage.
+    """
     from .model import MultiTaskModel
     from .recipe import load_examples
     from .registry import resolve
@@ -61,4 +75,14 @@ def evaluate(model_or_path, dataset: str, task: str | None = None, data_root: st
             raise ValueError(f"the model has several tasks {model.tasks}; say which one to evaluate (task=...)")
         task = model.tasks[0]
     examples = load_examples(dataset, data_root, limit)
-    return {"model": model.name, "task": task, "dataset": dataset, **evaluate_task(model, task, examples, batch_size, progress)}
+    extra: dict[str, Any] = {}
+    if exclude:
+        seen = {_key(ex) for ex in load_examples(exclude, data_root)}
+        kept = [ex for ex in examples if _key(ex) not in seen]
+        extra = {"excluded": len(examples) - len(kept), "exclude": exclude}
+        examples = kept
+    return {"model": model.name, "task": task, "dataset": dataset, **extra, **evaluate_task(model, task, examples, batch_size, progress)}
+
+
+def _key(example) -> Any:
+    return (example.text_a, example.text_b) if hasattr(example, "text_a") else example.text

@@ -120,6 +120,8 @@ class Recipe:
         for t, spec in self.tasks.items():
             s = scores.get(t, {})
             dev = f"{spec.holdout} held out from train" if spec.holdout else _ref(spec.dev)
+            if spec.dev_limit and not spec.holdout:
+                dev += f" (first {spec.dev_limit})"
             lines.append(f"| {t} | {spec.kind} | {_ref(spec.train)} | {dev} | {s.get('metric', '-')} | {s.get('main', '-')} |")
         lines += ["", f"Licence: {self.licence}.", "", "Reproduce:", "", "```bash", f"toolkit train {self.source or 'RECIPE.yaml'}", "```", ""]
         return "\n".join(lines)
