@@ -107,7 +107,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .recipe import Recipe
     from .training import train
 
-    recipe = Recipe.from_yaml(args.recipe)
+    if args.target in ("ner", "cls", "pair"):
+        return _cmd_finetune(args)
+    if args.train:
+        raise ValueError(f"--train goes with `toolkit train ner|cls|pair`, not with a recipe ({args.target})")
+
+    recipe = Recipe.from_yaml(args.target)
     if args.out:
         recipe.out = args.out
     if args.data_root:
@@ -118,6 +123,20 @@ def _cmd_train(args: argparse.Namespace) -> int:
     best = summary["history"][-1]["scores"] if summary["history"] else {}
     print(json.dumps({"model": summary["model"], "steps": summary["steps"], "stopped_by": summary["stopped_by"], "minutes": summary["minutes"], "best_mean_dev": summary["best_mean_dev"], "last_dev": {t: s["main"] for t, s in best.items()}}, ensure_ascii=False, indent=2))
     print(f"load it with: toolkit.load({summary['model']!r})")
+    return 0
+
+
+def _cmd_finetune(args: argparse.Namespace) -> int:
+    from .finetune import finetune, format_summary
+
+    if not args.train:
+        raise ValueError(f"`toolkit train {args.target}` needs --train FILE (and usually --dev FILE)")
+    result = finetune(
+        args.target, args.train, args.dev, start=args.start, out=args.out or "my-model", format=args.format, task=args.task,
+        scheme=args.scheme, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, max_length=args.max_length,
+        freeze_encoder=args.freeze_encoder, max_minutes=args.max_minutes, progress=not args.no_progress,
+    )
+    print(format_summary(result))
     return 0
 
 
@@ -190,9 +209,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_cmd_build_base)
 
-    p = sub.add_parser("train", help="fine-tune from a YAML recipe (joint multi-task)")
-    p.add_argument("recipe", help="recipe YAML (see recipes/)")
-    p.add_argument("--out", help="output folder (overrides the recipe)")
+    p = sub.add_parser("train", help="fine-tune: `train RECIPE.yaml` (joint multi-task) or `train ner|cls|pair --train FILE ...`")
+    p.add_argument("target", help="a recipe YAML (see recipes/), or ner | cls | pair to train on your own files")
+    p.add_argument("--train", help="your training file (BIO/BIOES/BMES columns, JSON spans, TSV/CSV/JSON)")
+    p.add_argument("--dev", help="your dev file (without it, 10%% of train selects the model)")
+    p.add_argument("--from", dest="start", default="zh-e5-small-base", help="base encoder or trained model to start from (default zh-e5-small-base)")
+    p.add_argument("--format", help="reader name when the file extension does not tell (columns, json-spans, table-cls, ...)")
+    p.add_argument("--task", help="task name inside the model (default: the kind, or the --from model's task)")
+    p.add_argument("--scheme", choices=["BIO", "BIOES", "BMES"], help="tag scheme of a new NER head (default BIO)")
+    p.add_argument("--epochs", type=float)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-length", type=int)
+    p.add_argument("--freeze-encoder", action="store_true", help="train only the new head; other tasks' scores stay exactly as they were")
+    p.add_argument("--out", help="output folder (recipes: the run folder; ner|cls|pair: the model folder, default my-model)")
     p.add_argument("--data-root", help="corpus root for catalogue ids (default: $TOOLKIT_DATA_ROOT or ../shared/corpora)")
     p.add_argument("--max-minutes", type=float, help="stop after this many minutes (overrides the recipe)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")

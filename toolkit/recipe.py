@@ -63,6 +63,7 @@ class TrainSettings:
     eval_every: int = 500
     temperature: float = 0.8
     bf16: bool = False
+    freeze_encoder: bool = False  # train only the heads (other tasks' scores then cannot move)
     freeze_encoder_steps: int = 0
     unfreeze_steps: int = 0
     seed: int = 42
@@ -91,9 +92,11 @@ class Recipe:
     encoder: str
     tasks: dict[str, TaskRecipe]
     out: str = "runs/model"
+    model_out: str | None = None  # where the best model folder goes (default: OUT/model)
+    from_model: str | None = None  # continue from a trained model folder or registered name
     init: str = "pretrained"
     num_layers: int | None = None
-    max_length: int = 128
+    max_length: int | None = None  # default 128, or the from_model's
     normalization: dict[str, Any] = field(default_factory=dict)
     data_root: str | None = None
     licence: str = "see the training data's licences"
@@ -181,12 +184,31 @@ def build_encoder(recipe: Recipe) -> tuple[Encoder, TextTokenizer]:
     return encoder, TextTokenizer.from_pretrained(path)
 
 
-def prepare(recipe: Recipe) -> tuple[MultiTaskModel, dict[str, TaskData]]:
-    """Build the model and the training features / dev examples of every task."""
+def _start(recipe: Recipe) -> tuple[Encoder, TextTokenizer, dict, NormalizationConfig, int, dict]:
+    """Encoder, tokenizer, inherited heads, normalisation, max length and metrics the recipe starts from."""
+    if recipe.from_model:
+        from .registry import resolve
+
+        path, _ = resolve(recipe.from_model)
+        source = MultiTaskModel.load(path)
+        if recipe.normalization and NormalizationConfig.from_dict(recipe.normalization) != source.normalization:
+            raise ValueError("a model continued with from_model keeps its normalisation; remove 'normalization' from the recipe")
+        logger.info("continuing from %s (tasks %s)", path, source.tasks)
+        return source.encoder, source.tokenizer, dict(source.heads), source.normalization, recipe.max_length or source.max_length, source.metrics
     encoder, tokenizer = build_encoder(recipe)
-    normalization = NormalizationConfig.from_dict(recipe.normalization)
+    return encoder, tokenizer, {}, NormalizationConfig.from_dict(recipe.normalization), recipe.max_length or 128, {}
+
+
+def prepare(recipe: Recipe) -> tuple[MultiTaskModel, dict[str, TaskData]]:
+    """Build the model and the training features / dev examples of every task.
+
+    With ``recipe.from_model`` the encoder, tokenizer, normalisation and the other heads come from
+    that model; a task's head is reused when its kind, labels and scheme match, else made anew.
+    """
+    encoder, tokenizer, heads, normalization, max_length, metrics = _start(recipe)
+    recipe.max_length = max_length
     normalizer = Normalizer(normalization)
-    heads, data = {}, {}
+    data = {}
     for name, t in recipe.tasks.items():
         train = load_examples(t.train, recipe.data_root, t.train_limit)
         dev = load_examples(t.dev, recipe.data_root, t.dev_limit)
@@ -203,7 +225,14 @@ def prepare(recipe: Recipe) -> tuple[MultiTaskModel, dict[str, TaskData]]:
         spec = TaskSpec.from_dict(name, {"kind": t.kind, "labels": labels, "scheme": t.scheme if t.kind == "tagger" else None, "options": t.options})
         if spec.kind == "tagger" and spec.scheme is None:
             spec.scheme = "BIO"
-        head = spec.build_head(encoder.hidden_size)
+        old = heads.get(name)
+        if old is not None and old.spec() == spec.build_head(encoder.hidden_size).spec():
+            head = old
+            logger.info("task %s: reusing the head of the model it continues from", name)
+        else:
+            if old is not None:
+                logger.warning("task %s: the previous head has other labels or settings; training a new head", name)
+            head = spec.build_head(encoder.hidden_size)
         heads[name] = head
         if t.kind == "tagger":
             report = FeatureReport()
@@ -215,7 +244,7 @@ def prepare(recipe: Recipe) -> tuple[MultiTaskModel, dict[str, TaskData]]:
             feats = pair_features(train, tokenizer, normalizer, labels, recipe.max_length)
         data[name] = TaskData(feats, dev, t.weight)
         logger.info("task %s: %d training sequences, %d dev examples, labels %s", name, len(feats), len(dev), labels)
-    model = MultiTaskModel(encoder, tokenizer, heads, normalization, recipe.max_length, name=recipe.name)
+    model = MultiTaskModel(encoder, tokenizer, heads, normalization, max_length, metrics, name=recipe.name)
     return model, data
 
 

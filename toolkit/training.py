@@ -99,7 +99,8 @@ def set_encoder_trainable(model: MultiTaskModel, step: int, freeze_steps: int, u
 
 
 def train(recipe: Recipe, resume: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Fine-tune the recipe's tasks jointly; saves the best model (by mean dev score) to ``recipe.out / "model"``.
+    """Fine-tune the recipe's tasks jointly; saves the best model (by mean dev score) to
+    ``recipe.model_out`` (default ``recipe.out / "model"``).
 
     Returns the summary written to ``out/summary.json``.
     """
@@ -108,7 +109,11 @@ def train(recipe: Recipe, resume: bool = False, progress: bool = True) -> dict[s
     rng = np.random.default_rng(cfg.seed)
     out = Path(recipe.out)
     out.mkdir(parents=True, exist_ok=True)
+    model_dir = Path(recipe.model_out) if recipe.model_out else out / "model"
     model, data = prepare(recipe)
+    if cfg.freeze_encoder:
+        model.encoder.requires_grad_(False)
+        logger.info("encoder frozen: only the heads train")
     streams = {t: TaskStream(d, cfg.batch_size, rng) for t, d in data.items()}
     sizes = np.array([len(d.train) for d in data.values()], dtype=float)
     probs = sizes**cfg.temperature / (sizes**cfg.temperature).sum()
@@ -172,7 +177,7 @@ def train(recipe: Recipe, resume: bool = False, progress: bool = True) -> dict[s
             logger.info("step %d: dev %s", state["step"], {t: s["main"] for t, s in scores.items()})
             if mean > state["best"]:
                 state["best"], state["bad_evals"] = mean, 0
-                _save_best(model, ema, scores, out / "model", recipe)
+                _save_best(model, ema, scores, model_dir, recipe)
             else:
                 state["bad_evals"] += 1
             state["elapsed"] = elapsed
@@ -187,7 +192,7 @@ def train(recipe: Recipe, resume: bool = False, progress: bool = True) -> dict[s
     if bar is not None:
         bar.close()
     log.close()
-    summary = {"name": recipe.name, "steps": state["step"], "stopped_by": stop_reason, "best_mean_dev": state["best"], "minutes": round((time.monotonic() - start) / 60, 1), "history": state["history"], "model": str(out / "model")}
+    summary = {"name": recipe.name, "steps": state["step"], "stopped_by": stop_reason, "best_mean_dev": state["best"], "minutes": round((time.monotonic() - start) / 60, 1), "history": state["history"], "model": str(model_dir)}
     (out / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8")
     return summary
 
@@ -199,7 +204,7 @@ def _evaluate(model: MultiTaskModel, data: dict[str, TaskData], ema: EMA | None,
 
 
 def _save_best(model: MultiTaskModel, ema: EMA | None, scores: dict, path: Path, recipe: Recipe) -> None:
-    model.metrics = {t: {_ref(recipe.tasks[t].dev): s} for t, s in scores.items()}
+    model.metrics = {**model.metrics, **{t: {_ref(recipe.tasks[t].dev): s} for t, s in scores.items()}}
     with (ema.applied(model) if ema is not None else _null()):
         model.save(path, card=recipe.card(scores))
 

@@ -1,0 +1,190 @@
+"""Fine-tune on your own corpus: ``toolkit train ner --train my.bio --dev my_dev.bio --out my-model``.
+
+The same from Python::
+
+    from toolkit.finetune import finetune
+    summary = finetune("ner", "my_train.bio", "my_dev.bio", start="ner-medical", out="my-model")
+    ner = toolkit.load("my-model")
+
+``start`` (``--from``) is a base encoder (``zh-e5-small-base``, any BERT-family folder) or a trained
+model (registered name or folder): its encoder is reused, its head too when the label set matches;
+other tasks of a multi-task model are kept (``freeze_encoder=True`` guarantees their scores do not
+move). Defaults come from the data: epochs from its size, max length from its length distribution.
+Everything the user gave is accounted for: reader repairs, label sets, types present in dev but not
+in train, duplicates and train/dev overlap are reported before training starts.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from .recipe import Recipe, TaskRecipe, TrainSettings
+
+logger = logging.getLogger(__name__)
+
+Kind = Literal["ner", "cls", "pair"]
+HEAD_KIND = {"ner": "tagger", "cls": "classifier", "pair": "matcher"}
+FORMATS = {
+    "ner": {".bio": "columns", ".bmes": "columns", ".bioes": "columns", ".iob": "columns", ".conll": "columns", ".txt": "columns", ".jsonl": "json-spans", ".json": "json-spans"},
+    "cls": {".tsv": "table-cls", ".csv": "table-cls", ".json": "json-cls", ".jsonl": "json-cls"},
+    "pair": {".tsv": "table-pair", ".csv": "table-pair", ".json": "json-pair", ".jsonl": "json-pair"},
+}
+
+
+def guess_format(kind: Kind, path: str | Path) -> str:
+    """Reader name for ``path`` from its extension (``my.bmes`` -> ``columns``); say ``--format`` otherwise."""
+    name = Path(path).name.lower()
+    for ext, fmt in FORMATS[kind].items():
+        if name.endswith(ext) or name.endswith(ext + ".gz"):
+            return fmt
+    raise ValueError(f"cannot tell the format of {path} from its name; pass format= (--format) with one of {sorted(set(FORMATS[kind].values()))}")
+
+
+def default_settings(n_train: int, lengths: list[int]) -> dict[str, Any]:
+    """Epochs, evaluation interval and max length chosen from the data.
+
+    >>> default_settings(800, [30] * 800)["epochs"]
+    10
+    """
+    epochs = 10 if n_train < 1000 else 6 if n_train < 5000 else 3 if n_train < 20000 else 2
+    p98 = int(np.percentile(lengths, 98)) if lengths else 64
+    max_length = int(min(512, max(32, 32 * int(np.ceil((p98 + 2) / 32)))))
+    return {"epochs": epochs, "max_length": max_length}
+
+
+def data_report(kind: Kind, train: list, dev: list) -> dict[str, Any]:
+    """Label counts, dev-only labels, duplicates and train/dev overlap; warns about what needs a look."""
+    from .data.validation import duplicates, overlap
+
+    def labels(examples):
+        if kind == "ner":
+            return Counter(s.label for ex in examples for s in ex.spans)
+        return Counter(ex.label for ex in examples)
+
+    tr, dv = labels(train), labels(dev)
+    report = {
+        "train_examples": len(train),
+        "dev_examples": len(dev),
+        "train_labels": dict(tr.most_common()),
+        "dev_labels": dict(dv.most_common()),
+        "labels_only_in_dev": sorted(set(dv) - set(tr)),
+        "duplicates_in_train": duplicates(train),
+        "train_dev_overlap": overlap(train, dev) if dev else 0,
+    }
+    if report["labels_only_in_dev"]:
+        logger.warning("labels in dev that train never shows (the model cannot predict them): %s", report["labels_only_in_dev"])
+    if report["duplicates_in_train"]:
+        logger.warning("%d duplicate texts in train", report["duplicates_in_train"])
+    if report["train_dev_overlap"]:
+        logger.warning("%d dev texts also occur in train: dev scores will be optimistic", report["train_dev_overlap"])
+    return report
+
+
+def _is_model(start: str) -> bool:
+    from .registry import MANIFEST, MODELS
+
+    return start in MODELS or (Path(start) / MANIFEST).is_file()
+
+
+def finetune(
+    kind: Kind,
+    train: str | Path,
+    dev: str | Path | None = None,
+    *,
+    start: str = "zh-e5-small-base",
+    out: str | Path = "my-model",
+    format: str | None = None,
+    task: str | None = None,
+    scheme: str | None = None,
+    epochs: float | None = None,
+    lr: float | None = None,
+    batch_size: int = 32,
+    max_length: int | None = None,
+    freeze_encoder: bool = False,
+    max_minutes: float | None = None,
+    holdout: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train a ``kind`` head on your files and save a model folder at ``out``; returns a summary.
+
+    Without ``dev``, ``holdout`` training examples (default: 10%, at most 1,000) select the model.
+    """
+    from .data.readers import read
+    from .registry import resolve
+
+    fmt = format or guess_format(kind, train)
+    train_examples, train_report = read(train, fmt)
+    dev_examples, _ = read(dev, format or guess_format(kind, dev)) if dev else ([], None)
+    report = data_report(kind, train_examples, dev_examples)
+    if train_report.problems:
+        report["reader"] = train_report.as_dict()
+    continuing = _is_model(start)
+    if task is None:
+        task = kind
+        if continuing:  # a registered name selects its task: reuse it when the kind matches
+            path, selected = resolve(start)
+            from .manifest import Manifest
+
+            manifest = Manifest.read(path)
+            same = [t for t in (selected or manifest.tasks) if manifest.tasks[t].kind == HEAD_KIND[kind]]
+            task = same[0] if len(same) == 1 else kind
+            scheme = scheme or (manifest.tasks[task].scheme if task in manifest.tasks else None)
+    texts = [ex.text for ex in train_examples] if kind != "pair" else [ex.text_a + ex.text_b for ex in train_examples]
+    defaults = default_settings(len(train_examples), [len(t) for t in texts])
+    if kind == "ner" and scheme is None:
+        scheme = "BIO"  # files in any scheme are read into spans; the head's own scheme is a model choice
+    n_holdout = 0
+    if not dev:
+        n_holdout = holdout if holdout is not None else min(1000, max(1, len(train_examples) // 10))
+    out = Path(out)
+    recipe = Recipe(
+        name=out.name,
+        encoder=start if not continuing else "",
+        from_model=start if continuing else None,
+        out=str(out.parent / f"{out.name}.run"),
+        model_out=str(out),
+        max_length=max_length or (None if continuing else defaults["max_length"]),
+        tasks={task: TaskRecipe(kind=HEAD_KIND[kind], train={"path": str(train), "format": fmt}, dev={"path": str(dev), "format": format or guess_format(kind, dev)} if dev else None, scheme=scheme if kind == "ner" else None, holdout=n_holdout)},
+        train=TrainSettings(epochs=epochs or defaults["epochs"], lr=lr or 1e-4, batch_size=batch_size, freeze_encoder=freeze_encoder, max_minutes=max_minutes, patience=3, eval_every=10**9),
+        licence="the licence of your training data",
+    )
+    steps_per_epoch = max(1, (len(train_examples) - n_holdout) // batch_size)
+    recipe.train.eval_every = max(20, steps_per_epoch // 2)
+    logger.info("fine-tuning %s head %r from %s: %s", kind, task, start, json.dumps({"epochs": recipe.train.epochs, "max_length": recipe.max_length, "lr": recipe.train.lr}))
+    from .training import train as run
+
+    summary = run(recipe, progress=progress)
+    best = max(summary["history"], key=lambda h: h["mean"]) if summary["history"] else {}
+    result = {
+        "model": str(out),
+        "task": task,
+        "data": report,
+        "dev": best.get("scores", {}).get(task, {}),
+        "steps": summary["steps"],
+        "minutes": summary["minutes"],
+        "stopped_by": summary["stopped_by"],
+        "load": f"toolkit.load({str(out)!r})",
+    }
+    (out.parent / f"{out.name}.run" / "finetune.json").write_text(json.dumps(result, ensure_ascii=False, indent=2), encoding="utf-8")
+    return result
+
+
+def format_summary(result: dict[str, Any]) -> str:
+    """The end-of-training summary a person reads: per-type P/R/F1, where the model is, how to load it."""
+    dev = result["dev"]
+    lines = [f"saved: {result['model']}   ({result['steps']} steps, {result['minutes']} min, stopped by {result['stopped_by']})"]
+    if "per_type" in dev:
+        lines.append(f"{'type':<16}{'P':>8}{'R':>8}{'F1':>8}{'support':>9}")
+        for label, s in dev["per_type"].items():
+            lines.append(f"{label:<16}{100 * s['precision']:8.2f}{100 * s['recall']:8.2f}{100 * s['f1']:8.2f}{s['support']:9d}")
+        m = dev["micro"]
+        lines.append(f"{'micro':<16}{100 * m['precision']:8.2f}{100 * m['recall']:8.2f}{100 * m['f1']:8.2f}{m['support']:9d}")
+    elif dev:
+        lines.append(f"accuracy {100 * dev['accuracy']:.2f}   macro-F1 {100 * dev['macro_f1']:.2f}   (n={dev['n']})")
+    lines.append(f"load it with: {result['load']}")
+    return "\n".join(lines)
