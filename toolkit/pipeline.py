@@ -144,7 +144,7 @@ class TextPipeline(_Base):
         for i, t in enumerate(texts):
             if not isinstance(t, str):
                 raise TypeError(f"expected {self.expects}, got {type(t).__name__} at position {i}")
-        features = [self.preprocess(t) for t in texts]
+        features = self.preprocess_batch(texts)
         items = [_Item(i, ids, window=w) for i, (_, _, windows) in enumerate(features) for w, ids in windows]
         found: list[dict[str, list]] = [{t: [] for t in self.tasks} for _ in texts]
         batch_size = batch_size or self.batch_size
@@ -159,12 +159,18 @@ class TextPipeline(_Base):
 
     def preprocess(self, text: str) -> tuple[Normalized, np.ndarray, list[tuple[Window, np.ndarray]]]:
         """Normalise, tokenise and window one text: ``(normalized, offsets, [(window, ids)])``."""
-        norm = self.normalizer(text)
-        ids, offsets = self.tokenizer.encode([norm.text])[0]
+        return self.preprocess_batch([text])[0]
+
+    def preprocess_batch(self, texts: Sequence[str]) -> list[tuple[Normalized, np.ndarray, list[tuple[Window, np.ndarray]]]]:
+        """:meth:`preprocess` for many texts, tokenised in one call of the Rust tokenizer."""
+        norms = [self.normalizer(t) for t in texts]
         max_tokens = self.max_length - 2
-        breaks = sentence_breaks(norm.text, offsets) if len(ids) > max_tokens else ()
-        windows = make_windows(len(ids), max_tokens, breaks)
-        return norm, offsets, [(w, self.tokenizer.with_specials(ids[w.start : w.end])) for w in windows]
+        out = []
+        for norm, (ids, offsets) in zip(norms, self.tokenizer.encode([n.text for n in norms])):
+            breaks = sentence_breaks(norm.text, offsets) if len(ids) > max_tokens else ()
+            windows = make_windows(len(ids), max_tokens, breaks)
+            out.append((norm, offsets, [(w, self.tokenizer.with_specials(ids[w.start : w.end])) for w in windows]))
+        return out
 
     def _decode(self, task: str, out: np.ndarray, items: list[_Item]) -> list[Any]:
         if self.kinds[task] == "tagger":
@@ -220,7 +226,7 @@ class PairPipeline(_Base):
         for i, p in enumerate(pairs):
             if not (isinstance(p, (tuple, list)) and len(p) == 2 and all(isinstance(x, str) for x in p)):
                 raise TypeError(f"expected {self.expects}; item {i} is {p!r}")
-        items = [_Item(i, *self.preprocess(a, bb)) for i, (a, bb) in enumerate(pairs)]
+        items = [_Item(i, ids, seg) for i, (ids, seg) in enumerate(self.preprocess_batch(pairs))]
         results: list[dict[str, Any]] = [{} for _ in pairs]
         progress = self.progress if progress is None else progress
         batch_size = batch_size or self.batch_size
@@ -233,8 +239,12 @@ class PairPipeline(_Base):
 
     def preprocess(self, a: str, b: str) -> tuple[np.ndarray, np.ndarray]:
         """``[CLS] a [SEP] b [SEP]`` ids and segments (1 = a, 2 = b, 0 = special)."""
-        (ia, _), (ib, _) = self.tokenizer.encode([self.normalizer(a).text, self.normalizer(b).text])
-        return self.tokenizer.pair(ia, ib, self.max_length)
+        return self.preprocess_batch([(a, b)])[0]
+
+    def preprocess_batch(self, pairs: Sequence[tuple[str, str]]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """:meth:`preprocess` for many pairs, tokenised in one call of the Rust tokenizer."""
+        encoded = self.tokenizer.encode([self.normalizer(x).text for pair in pairs for x in pair])
+        return [self.tokenizer.pair(encoded[2 * i][0], encoded[2 * i + 1][0], self.max_length) for i in range(len(pairs))]
 
 
 class MultiTaskPipeline:
