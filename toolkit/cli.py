@@ -236,6 +236,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="export again even if an up-to-date export exists")
     p.set_defaults(func=_cmd_export)
 
+    from .vocab import register_cli as register_vocab
+
+    register_vocab(sub)
+
     p = sub.add_parser("eval", help="score a model on a dataset split, on the original texts")
     p.add_argument("model", help="registered name or model folder")
     p.add_argument("dataset", help="catalogue id such as cmeee:dev (see corpora/catalogue.yaml)")
