@@ -133,7 +133,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         raise ValueError(f"`toolkit train {args.target}` needs --train FILE (and usually --dev FILE)")
     result = finetune(
         args.target, args.train, args.dev, start=args.start, out=args.out or "my-model", format=args.format, task=args.task,
-        scheme=args.scheme, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, max_length=args.max_length,
+        scheme=args.scheme, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, max_length=args.max_length, num_layers=args.num_layers,
         freeze_encoder=args.freeze_encoder, max_minutes=args.max_minutes, progress=not args.no_progress,
     )
     print(format_summary(result))
@@ -221,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-length", type=int)
+    p.add_argument("--num-layers", type=int, help="keep only the encoder's first N layers (faster training and inference)")
     p.add_argument("--freeze-encoder", action="store_true", help="train only the new head; other tasks' scores stay exactly as they were")
     p.add_argument("--out", help="output folder (recipes: the run folder; ner|cls|pair: the model folder, default my-model)")
     p.add_argument("--data-root", help="corpus root for catalogue ids (default: $TOOLKIT_DATA_ROOT or ../shared/corpora)")

@@ -191,6 +191,8 @@ def _start(recipe: Recipe) -> tuple[Encoder, TextTokenizer, dict, NormalizationC
 
         path, _ = resolve(recipe.from_model)
         source = MultiTaskModel.load(path)
+        if recipe.num_layers is not None:
+            source.encoder.truncate(recipe.num_layers)
         if recipe.normalization and NormalizationConfig.from_dict(recipe.normalization) != source.normalization:
             raise ValueError("a model continued with from_model keeps its normalisation; remove 'normalization' from the recipe")
         logger.info("continuing from %s (tasks %s)", path, source.tasks)
