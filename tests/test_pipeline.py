@@ -162,3 +162,25 @@ def test_windows_merge_without_duplicates_or_losses(exact, sep):
         w = base + len("张三在医院" + sep)
         expected.append(("王四", w, w + 2))
     assert [(e.text, e.start, e.end) for e in found] == expected
+
+
+@pytest.mark.parametrize("before", range(14, 40))
+def test_entity_across_a_window_edge_comes_back_whole(exact, before):
+    """Windows of 14 tokens overlapping by 3: wherever a 10-token entity falls, it is found once, whole."""
+    text = "的" * before + "张" + "三" * 9 + "的" * 15
+    found = exact(text)
+    assert [(e.text, e.start, e.end) for e in found] == [("张" + "三" * 9, before, before + 10)]
+
+
+def test_combined_pipeline_takes_a_pair_as_two_arguments(tiny_model):
+    both = build_pipeline(tiny_model)
+    assert both("发热", "咳嗽") == both(("发热", "咳嗽"))
+    assert both([["发热", "咳嗽"]]) == [both(("发热", "咳嗽"))]
+    assert set(both(["发热", "咳嗽"])[0]) == {"ner", "sentiment"}
+
+
+def test_classifier_reads_the_first_window_like_training(tiny_model):
+    cls = build_pipeline(tiny_model, ["sentiment"])
+    first = "服务很好，房间干净。" * 3
+    assert len(first) >= cls.max_length - 2, "the texts differ only after the first window"
+    assert cls(first + "太差了" * 40) == cls(first + "很好" * 40)

@@ -77,6 +77,16 @@ class _Item:
     window: Window | None = None
 
 
+def is_pair(obj: Any) -> bool:
+    """A pair of texts: a 2-tuple or 2-list of ``str``."""
+    return isinstance(obj, (tuple, list)) and len(obj) == 2 and all(isinstance(x, str) for x in obj)
+
+
+def is_pairs(obj: Any) -> bool:
+    """One pair, or a non-empty list of pairs."""
+    return (isinstance(obj, tuple) and is_pair(obj)) or (isinstance(obj, list) and bool(obj) and all(is_pair(x) for x in obj))
+
+
 class _Base:
     def __init__(self, tokenizer: TextTokenizer, normalization: NormalizationConfig, max_length: int, heads: dict[str, Any], runner: Runner, batch_size: int = 32, progress: bool = False) -> None:
         self.tokenizer = tokenizer
@@ -133,8 +143,9 @@ class TextPipeline(_Base):
     for a classifier; with several tasks it is ``{task: result}``.
 
     Texts longer than the model are split at sentence punctuation, then into overlapping windows;
-    entities come back once each, with offsets into the original text. A classifier averages its
-    logits over the windows.
+    entities come back once each, with offsets into the original text. A classifier reads the first
+    ``max_length`` tokens, as it was trained to. Classifiers answer for every text, blank ones too
+    (the model's answer for an empty input); taggers return ``[]`` for blank text.
     """
 
     expects = "a str or a list of str"
@@ -189,18 +200,32 @@ class TextPipeline(_Base):
             if self.kinds[task] == "tagger":
                 result[task] = self._entities(norm, offsets, pieces)
             else:
-                logits = np.mean([p for _, p in pieces], axis=0)
+                logits = min(pieces, key=lambda p: p[0].start)[1]  # the first window, as in training
                 result[task] = self.decoders[task].decode(logits[None])[0]
         return result[self.tasks[0]] if len(self.tasks) == 1 else result
 
     @staticmethod
     def _entities(norm: Normalized, offsets: np.ndarray, pieces: list) -> list[Entity]:
+        """Entities from every window, each once: the window that owns its first token reports it.
+        When that window cuts the entity at its right edge, the next (overlapping) window completes
+        it: with its span of the same start if it sees one, else by joining the part that starts at
+        its own left edge (same label; the score is the lower of the two)."""
+        pieces = sorted(pieces, key=lambda p: p[0].start)
+        by_window = [{s + w.start: (s + w.start, e + w.start, label, score) for s, e, label, score in spans} for w, spans in pieces]
         entities = []
-        for window, spans in pieces:
-            for s, e, label, score in spans:
-                s, e = s + window.start, e + window.start
+        for i, (window, _) in enumerate(pieces):
+            nxt = pieces[i + 1][0] if i + 1 < len(pieces) else None
+            for s, span in by_window[i].items():
                 if not window.own_start <= s < window.own_end:
                     continue
+                if span[1] == window.end and nxt is not None and nxt.start < window.end:
+                    if nxt.start <= s and s in by_window[i + 1]:
+                        span = by_window[i + 1][s]  # the next window saw it whole
+                    elif s < nxt.start and nxt.start in by_window[i + 1]:
+                        rest = by_window[i + 1][nxt.start]
+                        if rest[2] == span[2] and rest[1] > window.end:
+                            span = (s, rest[1], span[2], min(span[3], rest[3]))
+                _, e, label, score = span
                 start, end = norm.to_original(int(offsets[s, 0]), int(offsets[e - 1, 1]))
                 entities.append(Entity(norm.original[start:end], label, start, end, round(score, 6)))
         entities.sort(key=lambda x: (x.start, x.end))
@@ -219,12 +244,12 @@ class PairPipeline(_Base):
     def __call__(self, inputs, b: str | None = None, batch_size: int | None = None, progress: bool | None = None):
         if b is not None:
             inputs = (inputs, b)
-        single = isinstance(inputs, tuple) and len(inputs) == 2 and all(isinstance(x, str) for x in inputs)
+        single = isinstance(inputs, tuple) and is_pair(inputs)
         pairs = [inputs] if single else inputs
         if not isinstance(pairs, (list, tuple)):
             raise TypeError(f"expected {self.expects}, got {type(inputs).__name__}")
         for i, p in enumerate(pairs):
-            if not (isinstance(p, (tuple, list)) and len(p) == 2 and all(isinstance(x, str) for x in p)):
+            if not is_pair(p):
                 raise TypeError(f"expected {self.expects}; item {i} is {p!r}")
         items = [_Item(i, ids, seg) for i, (ids, seg) in enumerate(self.preprocess_batch(pairs))]
         results: list[dict[str, Any]] = [{} for _ in pairs]
@@ -255,11 +280,10 @@ class MultiTaskPipeline:
         self.text, self.pair = text, pair
         self.tasks = text.tasks + pair.tasks
 
-    def __call__(self, inputs, *args, **kwargs):
-        is_pair = (isinstance(inputs, tuple) and len(inputs) == 2 and all(isinstance(x, str) for x in inputs)) or (
-            isinstance(inputs, list) and inputs and isinstance(inputs[0], tuple)
-        )
-        return self.pair(inputs, *args, **kwargs) if is_pair else self.text(inputs, *args, **kwargs)
+    def __call__(self, inputs: Any, b: str | None = None, **kwargs: Any) -> Any:
+        if b is not None:
+            return self.pair(inputs, b, **kwargs)
+        return self.pair(inputs, **kwargs) if is_pairs(inputs) else self.text(inputs, **kwargs)
 
 
 def build_pipeline(model, tasks: Sequence[str] | None = None, device: str = "cpu", batch_size: int = 32, progress: bool = False):
