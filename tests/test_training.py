@@ -125,3 +125,44 @@ def test_evaluate_can_exclude_texts_seen_in_another_split(tiny_model, tmp_path):
     full = evaluate(tiny_model, ref, task="sentiment", progress=False)
     clean = evaluate(tiny_model, ref, task="sentiment", progress=False, exclude={"path": str(train), "format": "table-cls"})
     assert full["n"] == 3 and clean["n"] == 2 and clean["excluded"] == 1
+
+
+@pytest.mark.parametrize(
+    "section, key, value, message",
+    [
+        ("train", "bf16", "no", "bf16 must be a bool"),
+        ("train", "batch_size", "x", "batch_size must be a int"),
+        ("train", "freeze_encoder_steps", 5, "freeze_encoder keeps the encoder frozen"),
+        ("task", "labels", "PER", "labels must be a list"),
+    ],
+)
+def test_recipe_values_are_checked(tmp_path, recipe_file, section, key, value, message):
+    data = yaml.safe_load(recipe_file.read_text(encoding="utf-8"))
+    if section == "train":
+        data["train"][key] = value
+        if key == "freeze_encoder_steps":
+            data["train"]["freeze_encoder"] = True
+    else:
+        data["tasks"]["ner"][key] = value
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    with pytest.raises(ValueError, match=message):
+        Recipe.from_yaml(bad)
+
+
+def test_yaml_scientific_notation_is_a_number(tmp_path, recipe_file):
+    data = yaml.safe_load(recipe_file.read_text(encoding="utf-8"))
+    data["train"]["lr"] = "1e-4"  # what YAML 1.1 makes of `lr: 1e-4`
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    assert Recipe.from_yaml(path).train.lr == pytest.approx(1e-4)
+
+
+def test_holdout_never_splits_a_duplicated_text():
+    from toolkit.data.examples import TextExample
+    from toolkit.recipe import split_holdout
+
+    examples = [TextExample(t, "x") for t in ["a", "a", "b", "c", "c", "c", "d", "e"]]
+    train, held = split_holdout(examples, 3, seed=0)
+    assert len(train) + len(held) == 8 and len(held) >= 3
+    assert not {ex.text for ex in train} & {ex.text for ex in held}

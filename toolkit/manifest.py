@@ -55,6 +55,8 @@ class TaskSpec:
         for key in ("kind", "labels"):
             if key not in data:
                 raise ValueError(f"task {name!r}: missing {key!r}")
+        if not isinstance(data["labels"], (list, tuple)):
+            raise ValueError(f"task {name!r}: labels must be a list such as [PER, LOC], got {data['labels']!r}")
         if data["kind"] not in HEADS:  # by name: importing the head classes would import torch
             raise ValueError(f"task {name!r}: unknown head kind {data['kind']!r}; known kinds: {', '.join(HEADS)}")
         return cls(

@@ -23,6 +23,7 @@ Example recipe::
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,7 @@ class TrainSettings:
     ema: float | None = None  # e.g. 0.999
     patience: int | None = 3
     eval_every: int = 500
+    checkpoint_every: int = 500  # also checkpointed at every evaluation
     temperature: float = 0.8
     bf16: bool = False
     freeze_encoder: bool = False  # train only the heads (other tasks' scores then cannot move)
@@ -114,7 +116,18 @@ class Recipe:
         data["train"] = from_dict(TrainSettings, data.get("train"), f"{path}: train")
         recipe = from_dict(cls, data, str(path))
         recipe.source = str(path)
+        recipe.check()
         return recipe
+
+    def check(self) -> None:
+        """Refuse settings that contradict each other."""
+        t = self.train
+        if t.freeze_encoder and (t.freeze_encoder_steps or t.unfreeze_steps):
+            raise ValueError("freeze_encoder keeps the encoder frozen throughout; drop freeze_encoder_steps/unfreeze_steps, or freeze_encoder")
+        if t.ema is not None and not 0 < t.ema < 1:
+            raise ValueError(f"ema must be between 0 and 1 (e.g. 0.999), got {t.ema}")
+        if self.from_model and self.num_layers is not None:
+            raise ValueError("num_layers cannot change a model that is continued (from_model); truncate when training from a base encoder")
 
     def card(self, scores: dict[str, dict]) -> str:
         """Model card: data, split, metric, value, licence, recipe command."""
@@ -166,6 +179,25 @@ class TaskData:
     weight: float = 1.0
 
 
+def split_holdout(examples: list, n: int, seed: int) -> tuple[list, list]:
+    """``(train, holdout)``: about ``n`` examples held out by distinct text (seeded), so no text is in both."""
+    from .data.validation import example_key
+
+    keys = sorted({example_key(ex) for ex in examples}, key=str)
+    order = np.random.default_rng(seed).permutation(len(keys))
+    held: set = set()
+    count = Counter(example_key(ex) for ex in examples)
+    total = 0
+    for i in order:
+        if total >= n:
+            break
+        held.add(keys[i])
+        total += count[keys[i]]
+    train = [ex for ex in examples if example_key(ex) not in held]
+    dev = [ex for ex in examples if example_key(ex) in held]
+    return train, dev
+
+
 def infer_labels(kind: str, examples: list) -> list[str]:
     if kind == "tagger":
         return sorted({s.label for ex in examples for s in ex.spans})
@@ -190,9 +222,9 @@ def _start(recipe: Recipe) -> tuple[Encoder, TextTokenizer, dict, NormalizationC
         from .registry import resolve
 
         path, _ = resolve(recipe.from_model)
-        source = MultiTaskModel.load(path)
         if recipe.num_layers is not None:
-            source.encoder.truncate(recipe.num_layers)
+            raise ValueError("num_layers cannot change a model that is continued (its other heads were trained on every layer); truncate when training from a base encoder")
+        source = MultiTaskModel.load(path)
         if recipe.normalization and NormalizationConfig.from_dict(recipe.normalization) != source.normalization:
             raise ValueError("a model continued with from_model keeps its normalisation; remove 'normalization' from the recipe")
         logger.info("continuing from %s (tasks %s)", path, source.tasks)
@@ -208,6 +240,9 @@ def prepare(recipe: Recipe) -> tuple[MultiTaskModel, dict[str, TaskData]]:
     that model; a task's head is reused when its kind, labels and scheme match, else made anew.
     """
     encoder, tokenizer, heads, normalization, max_length, metrics = _start(recipe)
+    if max_length > encoder.max_positions:
+        logger.warning("max_length %d is more than the encoder's %d positions; using %d", max_length, encoder.max_positions, encoder.max_positions)
+        max_length = encoder.max_positions
     recipe.max_length = max_length
     normalizer = Normalizer(normalization)
     data = {}
@@ -217,17 +252,17 @@ def prepare(recipe: Recipe) -> tuple[MultiTaskModel, dict[str, TaskData]]:
         if t.holdout:
             if dev:
                 raise ValueError(f"task {name!r}: give either dev or holdout, not both")
-            order = np.random.default_rng(recipe.train.seed).permutation(len(train))
-            dev = [train[i] for i in order[: t.holdout]]
-            train = [train[i] for i in sorted(order[t.holdout :])]
+            train, dev = split_holdout(train, t.holdout, recipe.train.seed)
             logger.info("task %s: %d training examples held out for model selection", name, len(dev))
         if not train:
             raise ValueError(f"task {name!r}: no training examples from {t.train!r}")
+        old = heads.get(name)
         labels = t.labels or infer_labels(t.kind, train)
+        if not t.labels and old is not None and old.kind == t.kind and set(labels) <= set(old.labels):
+            labels = list(old.labels)  # keep the trained head's label order (and labels this data lacks)
         spec = TaskSpec.from_dict(name, {"kind": t.kind, "labels": labels, "scheme": t.scheme if t.kind == "tagger" else None, "options": t.options})
         if spec.kind == "tagger" and spec.scheme is None:
             spec.scheme = "BIO"
-        old = heads.get(name)
         if old is not None and old.spec() == spec.build_head(encoder.hidden_size).spec():
             head = old
             logger.info("task %s: reusing the head of the model it continues from", name)

@@ -10,6 +10,7 @@ and resume (safetensors + JSON, no pickle); a tqdm bar and a JSONL log.
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 import logging
 import math
 import re
@@ -49,11 +50,26 @@ class TaskStream:
         self.queue: list[list[int]] = []
         self.epoch = 0
 
+    def state(self) -> dict[str, Any]:
+        """JSON-able position in the data (for exact resume)."""
+        return {"queue": [[int(i) for i in b] for b in self.queue], "epoch": self.epoch}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.queue, self.epoch = [list(b) for b in state["queue"]], int(state["epoch"])
+
     def next(self) -> list[Feature]:
         if not self.queue:
             self.queue = length_batches(self.data.train, self.batch_size, self.rng)
             self.epoch += 1
         return [self.data.train[i] for i in self.queue.pop()]
+
+
+def layer_depth(name: str, n_layers: int) -> int:
+    """0 for embeddings, ``i + 1`` for transformer layer ``i``, ``n_layers + 1`` above the layers."""
+    m = re.search(r"\.layers?\.(\d+)\.", name)
+    if m:
+        return int(m.group(1)) + 1
+    return 0 if "embeddings" in name else n_layers + 1
 
 
 def param_groups(model: MultiTaskModel, lr: float, head_lr: float, layer_decay: float, weight_decay: float) -> list[dict]:
@@ -65,8 +81,7 @@ def param_groups(model: MultiTaskModel, lr: float, head_lr: float, layer_decay: 
         if name.startswith("heads."):
             rate = head_lr
         else:
-            m = re.search(r"\.layers?\.(\d+)\.", name)
-            depth = int(m.group(1)) + 1 if m else (0 if "embeddings" in name else n_layers + 1)
+            depth = layer_depth(name, n_layers)
             rate = lr * layer_decay ** max(n_layers + 1 - depth, 0)
         decay = 0.0 if p.ndim < 2 else weight_decay
         groups.setdefault((rate, decay), []).append(p)
@@ -93,9 +108,7 @@ def set_encoder_trainable(model: MultiTaskModel, step: int, freeze_steps: int, u
     else:
         open_from = 0
     for name, p in model.encoder.named_parameters():
-        m = re.search(r"\.layers?\.(\d+)\.", name)
-        depth = int(m.group(1)) + 1 if m else (0 if "embeddings" in name else n)
-        p.requires_grad_(depth >= open_from)
+        p.requires_grad_(layer_depth(name, n) >= open_from)
 
 
 def train(recipe: Recipe, resume: bool = False, progress: bool = True) -> dict[str, Any]:
@@ -115,19 +128,43 @@ def train(recipe: Recipe, resume: bool = False, progress: bool = True) -> dict[s
         model.encoder.requires_grad_(False)
         logger.info("encoder frozen: only the heads train")
     streams = {t: TaskStream(d, cfg.batch_size, rng) for t, d in data.items()}
-    sizes = np.array([len(d.train) for d in data.values()], dtype=float)
-    probs = sizes**cfg.temperature / (sizes**cfg.temperature).sum()
-    tasks = list(data)
-    steps_per_epoch = int(sum(math.ceil(len(d.train) / cfg.batch_size) for d in data.values()) / cfg.grad_accum)
-    total = cfg.max_steps or max(1, int(cfg.epochs * steps_per_epoch))
-    warmup = int(cfg.warmup * total) if cfg.warmup < 1 else int(cfg.warmup)
     optimizer = torch.optim.AdamW(param_groups(model, cfg.lr, cfg.head_lr, cfg.layer_decay, cfg.weight_decay), betas=(0.9, 0.999), eps=1e-8)
     ema = EMA(model, cfg.ema) if cfg.ema else None
     state = {"step": 0, "best": -1.0, "bad_evals": 0, "history": []}
+    log_path = out / "train_log.jsonl"
     if resume and (out / "checkpoint").is_dir():
         state = load_checkpoint(out / "checkpoint", model, optimizer, ema, rng)
+        for task, st in state.pop("streams", {}).items():
+            streams[task].restore(st)
+        _trim_log(log_path, state["step"])
         logger.info("resumed from step %d", state["step"])
-    log = open(out / "train_log.jsonl", "a", encoding="utf-8")
+    elif log_path.exists():
+        log_path.unlink()  # a fresh run starts a fresh log
+    with open(log_path, "a", encoding="utf-8") as log:
+        return _loop(recipe, model, data, streams, optimizer, ema, rng, state, log, model_dir, progress)
+
+
+def _trim_log(path: Path, step: int) -> None:
+    """Drop log lines written after the checkpoint we resume from (they are redone)."""
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        if row.get("step", row.get("eval", {}).get("step", 0)) <= step:
+            keep.append(line)
+    path.write_text("".join(x + "\n" for x in keep), encoding="utf-8")
+
+
+def _loop(recipe: Recipe, model: MultiTaskModel, data: dict[str, TaskData], streams: dict[str, TaskStream], optimizer, ema, rng, state: dict, log, model_dir: Path, progress: bool) -> dict[str, Any]:
+    cfg = recipe.train
+    out = Path(recipe.out)
+    tasks = list(data)
+    sizes = np.array([len(d.train) for d in data.values()], dtype=float)
+    probs = sizes**cfg.temperature / (sizes**cfg.temperature).sum()
+    steps_per_epoch = int(sum(math.ceil(len(d.train) / cfg.batch_size) for d in data.values()) / cfg.grad_accum)
+    total = cfg.max_steps or max(1, int(cfg.epochs * steps_per_epoch))
+    warmup = int(cfg.warmup * total) if cfg.warmup < 1 else int(cfg.warmup)
     logger.info("training %s: %d steps (%.2f epochs), task probabilities %s", recipe.name, total, total / max(steps_per_epoch, 1), dict(zip(tasks, probs.round(3).tolist())))
     start = time.monotonic() - state.get("elapsed", 0.0)
     bar = None
@@ -166,7 +203,11 @@ def train(recipe: Recipe, resume: bool = False, progress: bool = True) -> dict[s
             bar.update(1)
             bar.set_postfix({t[:8]: v for t, v in losses.items()})
         out_of_time = cfg.max_minutes is not None and elapsed > cfg.max_minutes * 60
-        if state["step"] % cfg.eval_every == 0 or state["step"] == total or out_of_time:
+        evaluating = state["step"] % cfg.eval_every == 0 or state["step"] == total or out_of_time
+        if not evaluating and state["step"] % cfg.checkpoint_every == 0:
+            state["elapsed"] = elapsed
+            save_checkpoint(out / "checkpoint", model, optimizer, ema, rng, {**state, "streams": {t: st.state() for t, st in streams.items()}})
+        if evaluating:
             scores = _evaluate(model, data, ema, cfg.eval_batch_size)
             # without dev data the latest model is the best one
             mean = float(np.mean([s["main"] for s in scores.values()])) if scores else float(state["step"])
@@ -181,7 +222,7 @@ def train(recipe: Recipe, resume: bool = False, progress: bool = True) -> dict[s
             else:
                 state["bad_evals"] += 1
             state["elapsed"] = elapsed
-            save_checkpoint(out / "checkpoint", model, optimizer, ema, rng, state)
+            save_checkpoint(out / "checkpoint", model, optimizer, ema, rng, {**state, "streams": {t: st.state() for t, st in streams.items()}})
             model.train()
             if cfg.patience and state["bad_evals"] >= cfg.patience:
                 stop_reason = "early stopping"
@@ -191,7 +232,6 @@ def train(recipe: Recipe, resume: bool = False, progress: bool = True) -> dict[s
             break
     if bar is not None:
         bar.close()
-    log.close()
     summary = {"name": recipe.name, "steps": state["step"], "stopped_by": stop_reason, "best_mean_dev": state["best"], "minutes": round((time.monotonic() - start) / 60, 1), "history": state["history"], "model": str(model_dir)}
     (out / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8")
     return summary
@@ -199,19 +239,15 @@ def train(recipe: Recipe, resume: bool = False, progress: bool = True) -> dict[s
 
 def _evaluate(model: MultiTaskModel, data: dict[str, TaskData], ema: EMA | None, batch_size: int) -> dict[str, dict]:
     model.eval()
-    with (ema.applied(model) if ema is not None else _null()):
+    with ema.applied(model) if ema is not None else nullcontext():
         return {t: evaluate_task(model, t, d.dev, batch_size=batch_size) for t, d in data.items() if d.dev}
 
 
 def _save_best(model: MultiTaskModel, ema: EMA | None, scores: dict, path: Path, recipe: Recipe) -> None:
-    model.metrics = {**model.metrics, **{t: {_ref(recipe.tasks[t].dev): s} for t, s in scores.items()}}
-    with (ema.applied(model) if ema is not None else _null()):
+    model.metrics = {**model.metrics, **{t: {_dev_name(recipe.tasks[t]): s} for t, s in scores.items()}}
+    with ema.applied(model) if ema is not None else nullcontext():
         model.save(path, card=recipe.card(scores))
 
 
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
+def _dev_name(task) -> str:
+    return f"holdout:{task.holdout} of {_ref(task.train)}" if task.holdout else _ref(task.dev)

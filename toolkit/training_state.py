@@ -19,13 +19,18 @@ class EMA:
 
     def __init__(self, model: torch.nn.Module, decay: float) -> None:
         self.decay = decay
+        self.updates = 0
         self.shadow = {k: v.detach().clone().float() for k, v in model.state_dict().items() if v.dtype.is_floating_point}
 
     @torch.no_grad()
     def update(self, model: torch.nn.Module) -> None:
+        """Average in the current weights; the decay warms up as ``(1 + t) / (10 + t)`` so that early
+        averages are not dominated by the initial (random-head) weights."""
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
         for k, v in model.state_dict().items():
             if k in self.shadow:
-                self.shadow[k].mul_(self.decay).add_(v.detach().float(), alpha=1 - self.decay)
+                self.shadow[k].mul_(decay).add_(v.detach().float(), alpha=1 - decay)
 
     @contextmanager
     def applied(self, model: torch.nn.Module) -> Iterator[None]:
@@ -39,8 +44,14 @@ class EMA:
 
 
 def save_checkpoint(path: Path, model, optimizer: torch.optim.Optimizer, ema: EMA | None, rng: np.random.Generator, state: dict[str, Any]) -> None:
-    """Model, optimizer moments, EMA, RNG states and trainer state, written atomically-ish."""
-    path.mkdir(parents=True, exist_ok=True)
+    """Model, optimizer moments, EMA, RNG states and trainer state: written to a sibling folder,
+    then swapped in, so a crash never leaves a checkpoint with mismatched files."""
+    import shutil
+
+    final = path
+    path = final.with_name(final.name + ".tmp")
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
     save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(path / "model.safetensors"))
     opt = optimizer.state_dict()
     tensors, scalars = {}, {}
@@ -55,10 +66,14 @@ def save_checkpoint(path: Path, model, optimizer: torch.optim.Optimizer, ema: EM
     if ema is not None:
         save_file({k: v.contiguous() for k, v in ema.shadow.items()}, str(path / "ema.safetensors"))
     groups = [{k: v for k, v in g.items() if k != "params"} | {"params": g["params"]} for g in opt["param_groups"]]
-    meta = {"trainer": state, "param_groups": groups, "scalars": scalars, "numpy_rng": rng.bit_generator.state}
-    tmp = path / "state.json.tmp"
-    tmp.write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
-    tmp.replace(path / "state.json")
+    meta = {"trainer": state, "param_groups": groups, "scalars": scalars, "numpy_rng": rng.bit_generator.state, "ema_updates": ema.updates if ema else 0}
+    (path / "state.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+    old = final.with_name(final.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        final.rename(old)
+    path.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def load_checkpoint(path: Path, model, optimizer: torch.optim.Optimizer, ema: EMA | None, rng: np.random.Generator) -> dict[str, Any]:
@@ -77,5 +92,6 @@ def load_checkpoint(path: Path, model, optimizer: torch.optim.Optimizer, ema: EM
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
     if ema is not None and (path / "ema.safetensors").is_file():
         ema.shadow = load_file(str(path / "ema.safetensors"))
+        ema.updates = int(meta.get("ema_updates", 0))
     rng.bit_generator.state = meta["numpy_rng"]
     return meta["trainer"]
