@@ -53,7 +53,7 @@ def build_tiny_encoder(folder: Path, layers: int = 2, hidden: int = 32, seed: in
 
 TASKS = {
     "ner": {"kind": "tagger", "labels": ["PER", "LOC", "ORG"], "scheme": "BIO"},
-    "sentiment": {"kind": "classifier", "labels": ["neg", "pos"]},
+    "sentiment": {"kind": "classifier", "labels": ["neg", "pos"], "options": {"pooling": "mean"}},
     "match": {"kind": "matcher", "labels": ["0", "1"]},
 }
 

@@ -29,6 +29,9 @@ logger = logging.getLogger(__name__)
 
 Kind = Literal["ner", "cls", "pair"]
 HEAD_KIND = {"ner": "tagger", "cls": "classifier", "pair": "matcher"}
+# New classifier heads pool the mean of the tokens: it works for every BERT-family encoder, and the
+# [CLS] output of mean-pooling-pretrained encoders such as e5 carries almost no signal.
+CLASSIFIER_OPTIONS = {"pooling": "mean"}
 FORMATS = {
     "ner": {".bio": "columns", ".bmes": "columns", ".bioes": "columns", ".iob": "columns", ".conll": "columns", ".txt": "columns", ".jsonl": "json-spans", ".json": "json-spans"},
     "cls": {".tsv": "table-cls", ".csv": "table-cls", ".json": "json-cls", ".jsonl": "json-cls"},
@@ -151,7 +154,7 @@ def finetune(
         model_out=str(out),
         max_length=max_length or (None if continuing else defaults["max_length"]),
         num_layers=num_layers,
-        tasks={task: TaskRecipe(kind=HEAD_KIND[kind], train={"path": str(train), "format": fmt}, dev={"path": str(dev), "format": format or guess_format(kind, dev)} if dev else None, scheme=scheme if kind == "ner" else None, holdout=n_holdout)},
+        tasks={task: TaskRecipe(kind=HEAD_KIND[kind], train={"path": str(train), "format": fmt}, dev={"path": str(dev), "format": format or guess_format(kind, dev)} if dev else None, scheme=scheme if kind == "ner" else None, holdout=n_holdout, options=CLASSIFIER_OPTIONS if kind == "cls" else {})},
         train=TrainSettings(epochs=epochs or defaults["epochs"], lr=lr or 1e-4, batch_size=batch_size, freeze_encoder=freeze_encoder, max_minutes=max_minutes, patience=3, eval_every=10**9),
         licence="the licence of your training data",
     )
