@@ -132,7 +132,9 @@ def test_sha256_is_computed_once_per_file(tmp_path, monkeypatch):
     first = file_sha256(path)
     assert first == hashlib.sha256("好\n".encode("utf-8")).hexdigest()
     calls = []
-    monkeypatch.setattr(catalogue.hashlib, "sha256", lambda: calls.append(1))
+    import toolkit.files
+
+    monkeypatch.setattr(toolkit.files.hashlib, "sha256", lambda: calls.append(1))
     assert file_sha256(path) == first and calls == []
 
 

@@ -420,9 +420,9 @@ Other counts: {stats}. CHIP-STS dev ROC-AUC (mean pooling, first 600 pairs): see
 
 def default_base_dir() -> Path:
     """``$TOOLKIT_HOME/zh-e5-small-base``, else ``~/.cache/toolkit/zh-e5-small-base``."""
-    home = os.environ.get("TOOLKIT_HOME")
-    root = Path(home) if home else Path.home() / ".cache" / "toolkit"
-    return root / BASE_NAME
+    from .files import toolkit_home
+
+    return toolkit_home() / BASE_NAME
 
 
 def _installed_bin() -> Path | None:

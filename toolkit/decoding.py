@@ -37,6 +37,8 @@ class TagDecoder:
         emissions = np.asarray(emissions, dtype=np.float64)
         if emissions.shape[0] == 0:
             return []
+        if emissions.shape[1] == 0:
+            return [[] for _ in range(emissions.shape[0])]
         paths = viterbi(emissions, lengths, self.params)
         if scores:
             alpha, beta, log_z = forward_backward(emissions, lengths, self.params)

@@ -37,11 +37,11 @@ class Encoder(nn.Module):
 
         Args:
             name_or_path: a folder with ``config.json`` and weights, or a hub id such as
-                ``"bert-base-chinese"`` (fetched by ``transformers`` only if ``local_files_only``
-                is false; the default is true for folders and for ids already in the HF cache).
+                ``"bert-base-chinese"``, which ``transformers`` fetches (or takes from its cache).
             num_layers: keep only the first ``num_layers`` transformer layers (faster, smaller).
             attn_implementation: ``"eager"`` for ONNX export, ``"sdpa"`` (default) otherwise.
-            local_files_only: never touch the network when true.
+            local_files_only: never touch the network when true (default: true for folders; a hub
+                id is an explicit request to fetch, so it is false for ids).
             random_init: same architecture and vocabulary, freshly initialised weights (a baseline).
         """
         from transformers import AutoConfig, AutoModel

@@ -37,6 +37,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 import tempfile
 import warnings
 from pathlib import Path
@@ -44,6 +45,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from .files import file_sha256, toolkit_home
 from .onnx_runtime import read_manifest, require
 from .version import __version__
 
@@ -59,12 +61,6 @@ INT8_OPS = ["MatMul"]  # embeddings (Gather) and the tiny head Gemms stay fp32: 
 
 
 # ------------------------------------------------------------------ locations and records (no torch)
-def toolkit_home() -> Path:
-    """``$TOOLKIT_HOME``, else ``~/.cache/toolkit``."""
-    home = os.environ.get("TOOLKIT_HOME")
-    return Path(home) if home else Path.home() / ".cache" / "toolkit"
-
-
 def cache_dir(folder: str | Path) -> Path:
     """Where the export of a read-only ``folder`` goes: ``$TOOLKIT_HOME/onnx/<sha256 of its path>``."""
     key = hashlib.sha256(str(Path(folder).resolve()).encode("utf-8")).hexdigest()[:16]
@@ -74,14 +70,6 @@ def cache_dir(folder: str | Path) -> Path:
 def export_dirs(folder: str | Path) -> list[Path]:
     """The places :func:`find_export` looks, in order: ``<folder>/onnx``, then the cache."""
     return [Path(folder) / ONNX_DIR, cache_dir(folder)]
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def fingerprint(folder: str | Path) -> dict[str, Any]:
@@ -96,7 +84,7 @@ def fingerprint(folder: str | Path) -> dict[str, Any]:
     if missing:
         raise FileNotFoundError(f"{folder} is an incomplete model folder: missing {', '.join(missing)}")
     return {
-        "sources": {f.relative_to(folder).as_posix(): _sha256(f) for f in files},
+        "sources": {f.relative_to(folder).as_posix(): file_sha256(f) for f in files},
         "tasks": {t: {"kind": s.kind, "labels": list(s.labels), "scheme": s.scheme} for t, s in manifest.tasks.items()},
     }
 
@@ -164,7 +152,7 @@ def default_dir(folder: str | Path) -> Path:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
 
@@ -266,7 +254,7 @@ def _export_fp32(folder: Path, path: Path, opset: int) -> dict[str, Any]:
     axes = {name: {0: "batch", 1: "sequence"} for name in inputs}
     for t in tasks:
         axes[t] = {0: "batch", 1: "sequence"} if model.task_kind(t) == "tagger" else {0: "batch"}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     logger.info("exporting %s (%s) to %s", folder, ", ".join(tasks), path)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about Python ints in transformers' mask code
@@ -302,7 +290,7 @@ def _export_fp32(folder: Path, path: Path, opset: int) -> dict[str, Any]:
         "opset": opset,
         "inputs": list(runner.inputs),  # an encoder without token types has no token_type_ids input
         "outputs": {t: model.task_kind(t) for t in tasks},
-        "graphs": {"fp32": {"file": path.name, "bytes": path.stat().st_size, "sha256": _sha256(path), "max_abs_diff_vs_torch": diff}},
+        "graphs": {"fp32": {"file": path.name, "bytes": path.stat().st_size, "sha256": file_sha256(path), "max_abs_diff_vs_torch": diff}},
     }
 
 
@@ -325,6 +313,6 @@ def _quantize_int8(src: Path, dst: Path) -> dict[str, Any]:
     return {
         "file": dst.name,
         "bytes": dst.stat().st_size,
-        "sha256": _sha256(dst),
+        "sha256": file_sha256(dst),
         "quantization": {"method": "onnxruntime.quantize_dynamic", "weights": "int8", "activations": "uint8 (dynamic)", "ops": INT8_OPS},
     }

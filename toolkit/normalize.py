@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 # Zero-width characters, BOM, bidi marks, soft hyphen and C0/C1 controls other than \t \n \r.
 _INVISIBLE = re.compile(
-    "[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u206a-\u206f\ufeff\ufe00-\ufe0f"
+    "[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\u206a-\u206f\ufeff\ufe00-\ufe0f"
     "\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]"
 )
 _FULLWIDTH = {c: c - 0xFEE0 for c in range(0xFF01, 0xFF5F)}

@@ -96,6 +96,8 @@ class TextTokenizer:
     def pair(self, a: np.ndarray, b: np.ndarray, max_length: int) -> tuple[np.ndarray, np.ndarray]:
         """``[CLS] a [SEP] b [SEP]`` and its segments (1 on a's tokens, 2 on b's, 0 on specials),
         truncated longest-first to ``max_length``."""
+        if max_length < 3:
+            raise ValueError(f"max_length {max_length} leaves no room for [CLS] a [SEP] b [SEP]; use at least 3")
         budget = max_length - 3
         la, lb = len(a), len(b)
         while la + lb > budget:

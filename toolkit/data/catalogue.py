@@ -21,7 +21,6 @@ Example:
 from __future__ import annotations
 
 import difflib
-import hashlib
 import logging
 import os
 from dataclasses import dataclass, field, fields
@@ -33,6 +32,7 @@ import yaml
 
 from toolkit.data.readers import READER_TASKS, get_reader
 from toolkit.data.validation import ReadReport
+from toolkit.files import file_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -193,23 +193,6 @@ def resolve_data_root(data_root: str | Path | None = None) -> Path:
     if not root.is_dir():
         raise FileNotFoundError(f"data root {root} (from {origin}) is not a directory")
     return root
-
-
-_CHECKED: dict[tuple[str, int, int], str] = {}
-
-
-def file_sha256(path: str | Path) -> str:
-    """sha256 hex digest of a file, computed once per process per (path, size, mtime)."""
-    path = Path(path)
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    if key not in _CHECKED:
-        digest = hashlib.sha256()
-        with path.open("rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-        _CHECKED[key] = digest.hexdigest()
-    return _CHECKED[key]
 
 
 def verify_file(path: str | Path, expected: str | None) -> bool:
