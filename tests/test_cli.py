@@ -48,3 +48,10 @@ def test_stdin(monkeypatch, capsys, tiny_folder):
 def test_unknown_model_exits_2(capsys):
     assert main(["run", "no-such-model", "x"]) == 2
     assert "unknown model 'no-such-model'" in capsys.readouterr().err
+
+
+def test_pair_flag_mismatch_says_what_to_do(capsys, tiny_folder):
+    assert main(["run", str(tiny_folder), "--tasks", "match", "头痛"]) == 2
+    assert "--pair" in capsys.readouterr().err
+    assert main(["run", str(tiny_folder), "--tasks", "ner", "--pair", "头痛\t头疼"]) == 2
+    assert "drop --pair" in capsys.readouterr().err

@@ -80,6 +80,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     else:
         texts = list(args.text)
     pipe = load(args.model, tasks=args.tasks, device=args.device, batch_size=args.batch_size, progress=args.progress)
+    from .pipeline import PairPipeline, TextPipeline
+
+    if args.pair and isinstance(pipe, TextPipeline):
+        raise ValueError(f"--pair: the tasks {pipe.tasks} take single texts; drop --pair (or choose a matcher task with --tasks)")
+    if not args.pair and isinstance(pipe, PairPipeline):
+        raise ValueError(f"the tasks {pipe.tasks} compare two texts: give lines 'text_a<TAB>text_b' and add --pair")
     is_pair = args.pair
     out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
     try:
@@ -126,6 +132,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ValueError(f"--option expects KEY=VALUE, got {text!r}")
+    return key.strip(), value
+
+
 def _cmd_finetune(args: argparse.Namespace) -> int:
     from .finetune import finetune, format_summary
 
@@ -135,6 +148,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         args.target, args.train, args.dev, start=args.start, out=args.out or "my-model", format=args.format, task=args.task,
         scheme=args.scheme, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, max_length=args.max_length, num_layers=args.num_layers,
         freeze_encoder=args.freeze_encoder, max_minutes=args.max_minutes, progress=not args.no_progress,
+        reader_options=dict(_key_value(x) for x in args.option),
     )
     print(format_summary(result))
     return 0
@@ -215,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dev", help="your dev file (without it, 10%% of train selects the model)")
     p.add_argument("--from", dest="start", default="zh-e5-small-base", help="base encoder or trained model to start from (default zh-e5-small-base)")
     p.add_argument("--format", help="reader name when the file extension does not tell (columns, json-spans, table-cls, ...)")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="reader option, e.g. --option text_column=review (repeatable)")
     p.add_argument("--task", help="task name inside the model (default: the kind, or the --from model's task)")
     p.add_argument("--scheme", choices=["BIO", "BIOES", "BMES"], help="tag scheme of a new NER head (default BIO)")
     p.add_argument("--epochs", type=float)
@@ -265,8 +280,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return int(args.func(args) or 0)
-    except (KeyError, FileNotFoundError, FileExistsError, ValueError, TypeError, RuntimeError) as err:
-        print(f"toolkit: error: {err}", file=sys.stderr)
+    except (KeyError, OSError, ValueError, TypeError, RuntimeError) as err:
+        if args.verbose:
+            raise
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"toolkit: error: {message}  (run with -v for the traceback)", file=sys.stderr)
         return 2
 
 

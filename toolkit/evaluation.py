@@ -15,6 +15,7 @@ import time
 from typing import Any, Sequence
 
 from .metrics import classification_scores, span_prf
+from .data.validation import example_key
 from .pipeline import build_pipeline
 
 logger = logging.getLogger(__name__)
@@ -30,15 +31,12 @@ def evaluate_task(model, task: str, examples: Sequence, batch_size: int = 64, pr
     if kind == "tagger":
         preds = pipe([ex.text for ex in examples])
         scores = span_prf([[(e.start, e.end, e.label) for e in p] for p in preds], [[s.as_tuple() for s in ex.spans] for ex in examples])
-        result = {"metric": "micro_f1", "main": scores["micro"]["f1"], **scores}
-    elif kind == "classifier":
-        preds = pipe([ex.text for ex in examples])
-        scores = classification_scores([p["label"] for p in preds], [ex.label for ex in examples])
-        result = {"metric": "accuracy", "main": scores["accuracy"], **scores}
+        main = scores["micro"]["f1"]
     else:
-        preds = pipe([(ex.text_a, ex.text_b) for ex in examples])
+        preds = pipe([ex.text for ex in examples] if kind == "classifier" else [(ex.text_a, ex.text_b) for ex in examples])
         scores = classification_scores([p["label"] for p in preds], [ex.label for ex in examples])
-        result = {"metric": "macro_f1", "main": scores["macro_f1"], **scores}
+        main = scores[MAIN[kind]]
+    result = {"metric": MAIN[kind], "main": main, **scores}
     result["n"] = len(examples)
     result["seconds"] = round(time.perf_counter() - start, 1)
     return result
@@ -77,12 +75,9 @@ def evaluate(
     examples = load_examples(dataset, data_root, limit)
     extra: dict[str, Any] = {}
     if exclude:
-        seen = {_key(ex) for ex in load_examples(exclude, data_root)}
-        kept = [ex for ex in examples if _key(ex) not in seen]
+        seen = {example_key(ex) for ex in load_examples(exclude, data_root)}
+        kept = [ex for ex in examples if example_key(ex) not in seen]
         extra = {"excluded": len(examples) - len(kept), "exclude": exclude}
         examples = kept
     return {"model": model.name, "task": task, "dataset": dataset, **extra, **evaluate_task(model, task, examples, batch_size, progress)}
 
-
-def _key(example) -> Any:
-    return (example.text_a, example.text_b) if hasattr(example, "text_a") else example.text

@@ -33,7 +33,7 @@ HEAD_KIND = {"ner": "tagger", "cls": "classifier", "pair": "matcher"}
 # [CLS] output of mean-pooling-pretrained encoders such as e5 carries almost no signal.
 CLASSIFIER_OPTIONS = {"pooling": "mean"}
 FORMATS = {
-    "ner": {".bio": "columns", ".bmes": "columns", ".bioes": "columns", ".iob": "columns", ".conll": "columns", ".txt": "columns", ".jsonl": "json-spans", ".json": "json-spans"},
+    "ner": {".bio": "columns", ".bmes": "columns", ".bioes": "columns", ".iob": "columns", ".conll": "columns", ".jsonl": "json-spans", ".json": "json-spans"},
     "cls": {".tsv": "table-cls", ".csv": "table-cls", ".json": "json-cls", ".jsonl": "json-cls"},
     "pair": {".tsv": "table-pair", ".csv": "table-pair", ".json": "json-pair", ".jsonl": "json-pair"},
 }
@@ -113,20 +113,25 @@ def finetune(
     max_minutes: float | None = None,
     holdout: int | None = None,
     progress: bool = True,
+    reader_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train a ``kind`` head on your files and save a model folder at ``out``; returns a summary.
 
     Without ``dev``, ``holdout`` training examples (default: 10%, at most 1,000) select the model.
+    ``reader_options`` go to the reader (e.g. ``{"text_column": "review"}`` for a table).
     """
     from .data.readers import read
     from .registry import resolve
 
+    options = dict(reader_options or {})
     fmt = format or guess_format(kind, train)
-    train_examples, train_report = read(train, fmt)
-    dev_examples, _ = read(dev, format or guess_format(kind, dev)) if dev else ([], None)
+    dev_fmt = format or (guess_format(kind, dev) if dev else None)
+    train_examples, train_report = read(train, fmt, **options)
+    dev_examples, dev_report = read(dev, dev_fmt, **options) if dev else ([], None)
     report = data_report(kind, train_examples, dev_examples)
-    if train_report.problems:
-        report["reader"] = train_report.as_dict()
+    for name, rep in (("train_reader", train_report), ("dev_reader", dev_report)):
+        if rep is not None and rep.problems:
+            report[name] = rep.as_dict()
     continuing = _is_model(start)
     if task is None:
         task = kind
@@ -154,7 +159,7 @@ def finetune(
         model_out=str(out),
         max_length=max_length or (None if continuing else defaults["max_length"]),
         num_layers=num_layers,
-        tasks={task: TaskRecipe(kind=HEAD_KIND[kind], train={"path": str(train), "format": fmt}, dev={"path": str(dev), "format": format or guess_format(kind, dev)} if dev else None, scheme=scheme if kind == "ner" else None, holdout=n_holdout, options=CLASSIFIER_OPTIONS if kind == "cls" else {})},
+        tasks={task: TaskRecipe(kind=HEAD_KIND[kind], train={"path": str(train), "format": fmt, **options}, dev={"path": str(dev), "format": dev_fmt, **options} if dev else None, scheme=scheme if kind == "ner" else None, holdout=n_holdout, options=CLASSIFIER_OPTIONS if kind == "cls" else {})},
         train=TrainSettings(epochs=epochs or defaults["epochs"], lr=lr or 1e-4, batch_size=batch_size, freeze_encoder=freeze_encoder, max_minutes=max_minutes, patience=3, eval_every=10**9),
         licence="the licence of your training data",
     )

@@ -163,6 +163,8 @@ def load_examples(ref: Any, data_root: str | None = None, limit: int | None = No
         from .data.readers import read
 
         opts = dict(ref)
+        if "path" not in opts or "format" not in opts:
+            raise ValueError(f"a data reference needs 'path' and 'format' (a reader name such as columns, json-spans, table-cls), got {ref!r}")
         path, fmt = opts.pop("path"), opts.pop("format")
         examples, report = read(path, fmt, **opts)
     else:
