@@ -46,6 +46,7 @@ from typing import Any, Literal
 import numpy as np
 
 from .files import file_sha256, toolkit_home
+from .registry import HEAD_INPUT
 from .onnx_runtime import read_manifest, require
 from .version import __version__
 
@@ -236,7 +237,7 @@ def _export_fp32(folder: Path, path: Path, opset: int) -> dict[str, Any]:
     model = MultiTaskModel.load(folder, attn_implementation="eager")  # eager: ORT can fuse attention
     tasks = list(model.tasks)
     inputs = ["input_ids", "attention_mask", "token_type_ids"]
-    if any(model.task_kind(t) == "matcher" for t in tasks):
+    if any(HEAD_INPUT[model.task_kind(t)] == "pair" for t in tasks):
         inputs.append("segments")
 
     class Graph(torch.nn.Module):

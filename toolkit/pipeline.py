@@ -24,6 +24,7 @@ from typing import Any, Iterable, Protocol, Sequence
 import numpy as np
 
 from .normalize import NormalizationConfig, Normalized, Normalizer
+from .registry import HEAD_INPUT
 from .tokenization import TextTokenizer, Window, make_windows, sentence_breaks, token_types
 
 logger = logging.getLogger(__name__)
@@ -123,7 +124,7 @@ class _Base:
                 segments[row, :n] = item.segments
                 types[row, :n] = token_types(item.segments)
         batch = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
-        if any(self.kinds[t] == "matcher" for t in self.tasks):
+        if any(HEAD_INPUT[self.kinds[t]] == "pair" for t in self.tasks):
             batch["segments"] = segments
         return self.runner.run(batch, self.tasks)
 
@@ -296,8 +297,8 @@ def build_pipeline(model, tasks: Sequence[str] | None = None, device: str = "cpu
 
 def pipeline_for(tokenizer, normalization, max_length, heads: dict[str, tuple[str, Any]], runner: Runner, batch_size: int = 32, progress: bool = False):
     """Text, pair or combined pipeline for ``heads`` (``{task: (kind, decoder)}``) over ``runner``."""
-    text = {t: h for t, h in heads.items() if h[0] != "matcher"}
-    pair = {t: h for t, h in heads.items() if h[0] == "matcher"}
+    text = {t: h for t, h in heads.items() if HEAD_INPUT[h[0]] == "text"}
+    pair = {t: h for t, h in heads.items() if HEAD_INPUT[h[0]] == "pair"}
     args = (tokenizer, normalization, max_length)
     if text and pair:
         return MultiTaskPipeline(TextPipeline(*args, text, runner, batch_size, progress), PairPipeline(*args, pair, runner, batch_size, progress))

@@ -28,6 +28,9 @@ HEADS: dict[str, str] = {
     "matcher": "toolkit.heads.matcher:MatcherHead",
 }
 
+# What each head kind reads: one text, or a pair of texts ([CLS] a [SEP] b [SEP] with segments).
+HEAD_INPUT: dict[str, str] = {"tagger": "text", "classifier": "text", "matcher": "pair"}
+
 MANIFEST = "toolkit.yaml"
 
 

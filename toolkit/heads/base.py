@@ -1,7 +1,7 @@
 """What every task head has in common."""
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal, Sequence
+from typing import Any, ClassVar, Sequence
 
 import torch
 from torch import nn
@@ -17,7 +17,6 @@ class Head(nn.Module):
     """
 
     kind: ClassVar[str]
-    input: ClassVar[Literal["text", "pair"]] = "text"
 
     def __init__(self, hidden_size: int, labels: Sequence[str], **options: Any) -> None:
         super().__init__()

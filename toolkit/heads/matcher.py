@@ -24,7 +24,6 @@ class MatcherHead(Head):
     """
 
     kind = "matcher"
-    input = "pair"
 
     def __init__(
         self, hidden_size: int, labels: Sequence[str], dropout: float = 0.1, mlp_hidden: int | None = None, focal_gamma: float = 0.0
