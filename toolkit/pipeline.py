@@ -157,7 +157,8 @@ class TextPipeline(_Base):
             if not isinstance(t, str):
                 raise TypeError(f"expected {self.expects}, got {type(t).__name__} at position {i}")
         features = self.preprocess_batch(texts)
-        items = [_Item(i, ids, window=w) for i, (_, _, windows) in enumerate(features) for w, ids in windows]
+        every_window = any(self.kinds[t] == "tagger" for t in self.tasks)  # classifiers read only the first
+        items = [_Item(i, ids, window=w) for i, (_, _, windows) in enumerate(features) for w, ids in (windows if every_window else windows[:1])]
         found: list[dict[str, list]] = [{t: [] for t in self.tasks} for _ in texts]
         batch_size = batch_size or self.batch_size
         progress = self.progress if progress is None else progress
@@ -191,7 +192,7 @@ class TextPipeline(_Base):
             if width == 0:
                 return [[] for _ in items]
             return self.decoders[task].decode(out[:, 1 : 1 + width], lengths)
-        return list(out)  # classifier logits: averaged over windows in postprocess
+        return list(out)  # classifier logits; postprocess keeps the first window's
 
     def postprocess(self, features, found: dict[str, list]) -> Any:
         """Merge the windows of one text; map entities to original offsets."""
