@@ -23,10 +23,10 @@ logger = logging.getLogger(__name__)
 MAIN = {"tagger": "micro_f1", "classifier": "accuracy", "matcher": "macro_f1"}
 
 
-def evaluate_task(model, task: str, examples: Sequence, batch_size: int = 64, progress: bool = False) -> dict[str, Any]:
+def evaluate_task(model, task: str, examples: Sequence, batch_size: int = 64, progress: bool = False, device: str = "cpu") -> dict[str, Any]:
     """Scores of ``model``'s head ``task`` on ``examples``; ``"main"`` is the task's headline metric."""
     kind = model.heads[task].kind
-    pipe = build_pipeline(model, [task], batch_size=batch_size, progress=progress)
+    pipe = build_pipeline(model, [task], device=device, batch_size=batch_size, progress=progress)
     start = time.perf_counter()
     if kind == "tagger":
         preds = pipe([ex.text for ex in examples])

@@ -65,6 +65,7 @@ class TrainSettings:
     checkpoint_every: int = 500  # also checkpointed at every evaluation
     temperature: float = 0.8
     bf16: bool = False
+    device: str = "cpu"  # "cuda" on a GPU machine
     freeze_encoder: bool = False  # train only the heads (other tasks' scores then cannot move)
     freeze_encoder_steps: int = 0
     unfreeze_steps: int = 0

@@ -124,6 +124,7 @@ def train(recipe: Recipe, resume: bool = False, progress: bool = True) -> dict[s
     out.mkdir(parents=True, exist_ok=True)
     model_dir = Path(recipe.model_out) if recipe.model_out else out / "model"
     model, data = prepare(recipe)
+    model.to(cfg.device)
     if cfg.freeze_encoder:
         model.encoder.requires_grad_(False)
         logger.info("encoder frozen: only the heads train")
@@ -184,7 +185,8 @@ def _loop(recipe: Recipe, model: MultiTaskModel, data: dict[str, TaskData], stre
         for _ in range(cfg.grad_accum):
             task = tasks[int(rng.choice(len(tasks), p=probs))]
             batch, targets = collate(streams[task].next(), model.tokenizer.pad_id)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+            batch, targets = {k: v.to(cfg.device) for k, v in batch.items()}, targets.to(cfg.device)
+            with torch.autocast(torch.device(cfg.device).type, dtype=torch.bfloat16, enabled=cfg.bf16):
                 output = model(batch, [task])[task]
             loss = model.heads[task].loss(output.float(), batch, targets) * data[task].weight
             (loss / cfg.grad_accum).backward()
@@ -208,7 +210,7 @@ def _loop(recipe: Recipe, model: MultiTaskModel, data: dict[str, TaskData], stre
             state["elapsed"] = elapsed
             save_checkpoint(out / "checkpoint", model, optimizer, ema, rng, {**state, "streams": {t: st.state() for t, st in streams.items()}})
         if evaluating:
-            scores = _evaluate(model, data, ema, cfg.eval_batch_size)
+            scores = _evaluate(model, data, ema, cfg.eval_batch_size, cfg.device)
             # without dev data the latest model is the best one
             mean = float(np.mean([s["main"] for s in scores.values()])) if scores else float(state["step"])
             record = {"step": state["step"], "elapsed": round(elapsed, 1), "scores": scores, "mean": round(mean, 4)}
@@ -237,10 +239,10 @@ def _loop(recipe: Recipe, model: MultiTaskModel, data: dict[str, TaskData], stre
     return summary
 
 
-def _evaluate(model: MultiTaskModel, data: dict[str, TaskData], ema: EMA | None, batch_size: int) -> dict[str, dict]:
+def _evaluate(model: MultiTaskModel, data: dict[str, TaskData], ema: EMA | None, batch_size: int, device: str = "cpu") -> dict[str, dict]:
     model.eval()
     with ema.applied(model) if ema is not None else nullcontext():
-        return {t: evaluate_task(model, t, d.dev, batch_size=batch_size) for t, d in data.items() if d.dev}
+        return {t: evaluate_task(model, t, d.dev, batch_size=batch_size, device=device) for t, d in data.items() if d.dev}
 
 
 def _save_best(model: MultiTaskModel, ema: EMA | None, scores: dict, path: Path, recipe: Recipe) -> None:

@@ -91,7 +91,8 @@ def load_checkpoint(path: Path, model, optimizer: torch.optim.Optimizer, ema: EM
         state.setdefault(int(idx), {})[name] = value
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
     if ema is not None and (path / "ema.safetensors").is_file():
-        ema.shadow = load_file(str(path / "ema.safetensors"))
+        device = str(next(model.parameters()).device)
+        ema.shadow = load_file(str(path / "ema.safetensors"), device=device)
         ema.updates = int(meta.get("ema_updates", 0))
     rng.bit_generator.state = meta["numpy_rng"]
     return meta["trainer"]
