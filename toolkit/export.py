@@ -47,7 +47,8 @@ import numpy as np
 
 from .files import file_sha256, toolkit_home
 from .registry import HEAD_INPUT
-from .onnx_runtime import read_manifest, require
+from .manifest import Manifest
+from .onnx_runtime import require
 from .version import __version__
 
 logger = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ def fingerprint(folder: str | Path) -> dict[str, Any]:
     """What an export depends on: sha256 of the encoder's config and weights and of each head's file,
     and each task's kind, labels and scheme."""
     folder = Path(folder)
-    manifest = read_manifest(folder)
+    manifest = Manifest.read(folder)
     encoder = folder / manifest.encoder
     files = [encoder / "config.json", *sorted(encoder.glob("*.safetensors")), *sorted(encoder.glob("*.bin"))]
     files += [folder / spec.weights for spec in manifest.tasks.values()]

@@ -3,14 +3,14 @@
 The model sees normalised text (simplified characters, half-width ASCII, no invisible characters,
 plain spaces); users get spans in their **original** string. :class:`Normalized` keeps, for every
 character of the normalised text, the ``[start, end)`` range of original characters it came from,
-so ``original[n.orig_start(s):n.orig_end(e)]`` is the original text of normalised ``[s, e)``.
+so ``original[slice(*n.to_original(s, e))]`` is the original text of normalised ``[s, e)``.
 
 Example:
     >>> norm = Normalizer(NormalizationConfig(opencc="t2s"))
     >>> n = norm("醫院\\u200b門診ＣＴ")
     >>> n.text
     '医院门诊CT'
-    >>> n.original[n.orig_start(2):n.orig_end(4)]
+    >>> n.original[slice(*n.to_original(2, 4))]
     '門診'
 """
 from __future__ import annotations
@@ -72,14 +72,6 @@ class Normalized:
     text: str
     starts: np.ndarray
     ends: np.ndarray
-
-    def orig_start(self, i: int) -> int:
-        """Original offset of normalised offset ``i`` used as a span start."""
-        return int(self.starts[i]) if i < len(self.text) else len(self.original)
-
-    def orig_end(self, i: int) -> int:
-        """Original offset of normalised offset ``i`` used as a span end (exclusive)."""
-        return int(self.ends[i - 1]) if i > 0 else 0
 
     def to_original(self, start: int, end: int) -> tuple[int, int]:
         """Map a normalised span ``[start, end)`` (``end > start``) to the original string."""

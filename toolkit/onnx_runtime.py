@@ -48,11 +48,6 @@ def require(module: str):
 
 
 # ------------------------------------------------------------------ manifest without torch
-def read_manifest(folder: str | Path) -> Manifest:
-    """The folder's manifest (:meth:`Manifest.read` validates head kinds by name, without torch)."""
-    return Manifest.read(folder)
-
-
 # ------------------------------------------------------------------ tokenizer without transformers
 class FileTokenizer:
     """The part of a Hugging Face fast tokenizer that :class:`TextTokenizer` uses, read from the
@@ -200,7 +195,7 @@ def onnx_pipeline(
     path, selected = resolve(name_or_path)
     if tasks is not None:
         selected = [tasks] if isinstance(tasks, str) else list(tasks)
-    manifest = read_manifest(path)
+    manifest = Manifest.read(path)
     wanted = manifest.select(selected)
     if export:
         graph = exporting.ensure_export(path, quantize)
