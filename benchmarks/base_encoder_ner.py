@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import run_info, write_results  # noqa: E402
+from common import run_info, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPES = {init: ROOT / "recipes" / "base-check" / f"cmeee-ner-{init}.yaml" for init in ("pretrained", "random")}

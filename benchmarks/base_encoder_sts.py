@@ -36,8 +36,14 @@ from tqdm.auto import tqdm
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from toolkit.base_encoder import build_base  # noqa: E402
-from toolkit.e5s1 import E5S1, bert_config_dict, load_into_bert, read_e5s1, to_bert_state_dict  # noqa: E402
+from toolkit.base_encoder import build_base
+from toolkit.e5s1 import (
+    E5S1,
+    bert_config_dict,
+    load_into_bert,
+    read_e5s1,
+    to_bert_state_dict,
+)
 
 logger = logging.getLogger("base_encoder_sts")
 PREFIX = "query: "
@@ -225,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     report = run(args)
     report.update(command="python " + " ".join([Path(sys.argv[0]).as_posix()] + (argv or sys.argv[1:])),
-                  git_commit=git_commit(), date=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                  git_commit=git_commit(), date=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
                   hardware=hardware(), seconds=time.perf_counter() - t0)
     write_results(report, Path(args.out))
     for k, v in report["results"].items():

@@ -5,6 +5,7 @@ import datetime as _dt
 import json
 import os
 import platform
+import resource
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -22,11 +23,12 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def run_info(argv: list[str]) -> dict[str, Any]:
+def run_info(argv: list[str], threads: int | None = None) -> dict[str, Any]:
+    """Command, commit, date, hardware and library versions; ``threads``: what the run used (default: torch's)."""
     root = Path(__file__).resolve().parent.parent
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True).stdout.strip())
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, check=False).stdout.strip())
     except (OSError, subprocess.CalledProcessError):
         commit, dirty = "unknown", False
     import torch
@@ -34,10 +36,10 @@ def run_info(argv: list[str]) -> dict[str, Any]:
     return {
         "command": "python " + " ".join(argv),
         "commit": commit + (" (uncommitted changes)" if dirty else ""),
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "hardware": f"{_cpu_model()}, {os.cpu_count()} CPUs, {platform.platform()}",
         "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
+        "threads": threads if threads is not None else torch.get_num_threads(),
     }
 
 
@@ -48,3 +50,23 @@ def write_results(name: str, data: dict[str, Any], markdown: str) -> None:
     run = data["run"]
     tail = "\n".join(f"- {k}: `{v}`" if k == "command" else f"- {k}: {v}" for k, v in run.items())
     (RESULTS / f"{name}.md").write_text(markdown.rstrip() + "\n\n" + tail + "\n", encoding="utf-8")
+
+
+def rss_mb() -> float:
+    """Current resident set size (``/proc/self/statm``), MB."""
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process, MB: ``VmHWM`` from ``/proc/self/status``.
+
+    Not ``ru_maxrss`` where ``/proc`` exists: Linux carries the parent's high-water mark over fork +
+    exec, so a child of this (large) parent would report at least the parent's RSS.
+    """
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux

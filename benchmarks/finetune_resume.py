@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, run_info, write_results  # noqa: E402
+from common import RESULTS, run_info, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 

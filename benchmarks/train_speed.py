@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import run_info, write_results  # noqa: E402
+from common import run_info, write_results
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -116,7 +116,7 @@ def test_load_from_own_copy_warns_on_checksum_and_count(tmp_path, caplog):
     path.write_text("label\ttext_a\n1\t房间干净\n0\t服务太差\n", encoding="utf-8")
     with caplog.at_level(logging.WARNING, logger="toolkit.data.catalogue"):
         examples, report = load_dataset("chnsenticorp:test", data_root=tmp_path)
-    assert [e.label for e in examples] == ["1", "0"] and report.records == 2
+    assert [e.label for e in examples] == ["positive", "negative"] and report.records == 2
     messages = " ".join(r.getMessage() for r in caplog.records)
     assert "sha256" in messages and "expects 1200" in messages
 

@@ -460,3 +460,11 @@ def test_missing_file_and_wrong_zip_member(tmp_path):
         read_columns(archive)
     with pytest.raises(CorpusError, match="did you mean 'train.txt'"):
         read_columns(archive, member="trian.txt")
+
+
+def test_label_names_rename_labels_after_cleaning(tmp_path):
+    path = tmp_path / "s.tsv"
+    path.write_text("label\ttext\n1\t好\n 0\t差\n2\t一般\n", encoding="utf-8")
+    examples, report = read_table_cls(path, label_names={"0": "negative", "1": "positive"})
+    assert [e.label for e in examples] == ["positive", "negative", "2"]  # unmapped labels stay as they are
+    assert report.problems  # the padded " 0" is still reported as repaired

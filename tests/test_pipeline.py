@@ -101,7 +101,11 @@ def test_classifier_and_pair_pipelines(tiny_model):
 def test_combined_pipeline_dispatches_text_and_pairs(tiny_model):
     both = build_pipeline(tiny_model)
     assert set(both("发热")) == {"ner", "sentiment"}
-    assert set(both(("发热", "咳嗽"))) == {"label", "score", "scores"}
+    assert set(both(("发热", "咳嗽"))) == {"match"}  # keyed by task even when one pair head answers
+    assert set(both(("发热", "咳嗽"))["match"]) == {"label", "score", "scores"}
+    assert both("发热", "咳嗽") == both(("发热", "咳嗽"))
+    assert [set(r) for r in both([("发热", "咳嗽"), ("头痛", "头疼")])] == [{"match"}, {"match"}]
+    assert [set(r) for r in both(["发热", "咳嗽"])] == [{"ner", "sentiment"}] * 2
 
 
 def test_threads_get_serial_results(ner):

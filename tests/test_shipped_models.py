@@ -19,9 +19,27 @@ CASES: dict[str, list] = {
     "ner-general": [
         ("张伟昨天在北京参观了清华大学。", [("张伟", "PER"), ("北京", "LOC"), ("清华大学", "ORG")]),
     ],
-    "sentiment": [("这家酒店的服务非常好，房间干净，下次还会再来。", "1"), ("质量太差了，用了两天就坏了，非常失望。", "0")],
+    "sentiment": [("这家酒店的服务非常好，房间干净，下次还会再来。", "positive"), ("质量太差了，用了两天就坏了，非常失望。", "negative")],
     "similarity-medical": [(("糖尿病人能吃西瓜吗", "糖尿病患者可以吃西瓜吗"), "1"), (("高血压吃什么药", "感冒了怎么办"), "0")],
+    # every head at once: text heads on a text, the pair head on a pair ({task: expected})
+    "zh-multitask": [
+        ("王医生说患者的咳嗽好多了，服务也很周到，很满意。", {"ner_medical": [("咳嗽", "sym")], "sentiment": "positive"}),
+        (("糖尿病人能吃西瓜吗", "糖尿病患者可以吃西瓜吗"), {"similarity_medical": "1"}),
+    ],
 }
+
+
+def check(given, out, expected) -> None:
+    """``out`` (one pipeline result) contains what ``expected`` says."""
+    if isinstance(expected, dict):
+        for task, want in expected.items():
+            check(given, out[task], want)
+    elif isinstance(expected, list):
+        found = {(e.text, e.label) for e in out}
+        assert set(expected) <= found, (given, out)
+        assert all(given[e.start : e.end] == e.text for e in out)
+    else:
+        assert out["label"] == expected, (given, out)
 
 
 @pytest.mark.slow
@@ -30,10 +48,30 @@ def test_registered_model_end_to_end(name):
     assert name in CASES, f"write hand-made test cases for {name!r} in CASES"
     pipe = toolkit.load(name)
     for given, expected in CASES[name]:
-        out = pipe(given)
-        if isinstance(expected, list):
-            found = {(e.text, e.label) for e in out}
-            assert set(expected) <= found, (given, out)
-            assert all(given[e.start : e.end] == e.text for e in out)
+        check(given, pipe(given), expected)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(MODELS) or [pytest.param(None, marks=pytest.mark.skip(reason="no model registered yet"))])
+def test_registered_model_on_onnx_runtime(name):
+    """The exported graph gives the PyTorch results (fp32), and int8 still gets every case right."""
+    pytest.importorskip("onnxruntime")
+    torch_pipe, fp32, int8 = toolkit.load(name), toolkit.load(name, runtime="onnx"), toolkit.load(name, runtime="onnx", quantize="int8")
+    for given, expected in CASES[name]:
+        want, got = _split(torch_pipe(given)), _split(fp32(given))
+        assert got[0] == want[0], given
+        assert got[1] == pytest.approx(want[1], abs=1e-3), given
+        check(given, int8(given), expected)
+
+
+def _split(out) -> tuple[list, list[float]]:
+    """A pipeline result as (what must be identical, the scores), flattened in a fixed order."""
+    exact, scores = [], []
+    for value in (out.values() if isinstance(out, dict) and "label" not in out else [out]):
+        if isinstance(value, list):
+            exact += [(e.text, e.label, e.start, e.end) for e in value]
+            scores += [e.score for e in value]
         else:
-            assert out["label"] == expected, (given, out)
+            exact.append(value["label"])
+            scores += [value["score"], *value["scores"].values()]
+    return exact, scores

@@ -44,8 +44,9 @@ def load(
         threads: ONNX Runtime intra-op threads (``runtime="onnx"`` only; inter-op is 1).
 
     Returns a callable: ``str -> list[Entity]`` for a NER model, ``str -> {label, score, scores}``
-    for a classifier, ``(a, b) -> {label, score, scores}`` for a matcher, ``str -> {task: result}``
-    for several text tasks.
+    for a classifier, ``(a, b) -> {label, score, scores}`` for a matcher; a model with text and pair
+    heads gives ``{task: result}`` for a ``str`` (its text heads) and for a pair (its pair heads),
+    and so does a model with several text heads for a ``str``.
 
     Example:
         >>> tk = load("ner-medical")  # doctest: +SKIP

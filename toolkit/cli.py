@@ -45,15 +45,16 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
+    from .export import ONNX_DIR
     from .manifest import Manifest
     from .registry import resolve
 
     path, selected = resolve(args.model)
     manifest = Manifest.read(path)
-    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and ONNX_DIR not in f.relative_to(path).parts[:1])
     info = {
         "path": str(path.resolve()),
-        "size_mb": round(size / 2**20, 1),
+        "size_mb": round(size / 2**20, 1),  # the weights, without exported graphs
         "toolkit_version": manifest.toolkit_version,
         "max_length": manifest.max_length,
         "normalization": manifest.normalization.to_dict(),
@@ -155,9 +156,13 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from .evaluation import evaluate
+    from .evaluation import compare_runtimes, evaluate
 
-    result = evaluate(args.model, args.dataset, task=args.task, data_root=args.data_root, limit=args.limit, batch_size=args.batch_size, exclude=args.exclude)
+    common = {"task": args.task, "data_root": args.data_root, "limit": args.limit, "batch_size": args.batch_size, "exclude": args.exclude}
+    if args.compare:
+        result = compare_runtimes(args.model, args.dataset, runtimes=[r for r in args.compare.split(",") if r], **common)
+    else:
+        result = evaluate(args.model, args.dataset, runtime=args.runtime, quantize=args.quantize, **common)
     text = json.dumps(result, ensure_ascii=False, indent=2)
     if args.output:
         Path(args.output).write_text(text + "\n", encoding="utf-8")
@@ -264,6 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="only the first N examples")
     p.add_argument("--exclude", help="leave out examples whose text occurs in this split (e.g. chnsenticorp:train)")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--runtime", choices=["torch", "onnx"], default="torch", help="PyTorch, or ONNX Runtime (exports the model on first use)")
+    p.add_argument("--quantize", choices=["int8"], help="with --runtime onnx: score the int8 graph")
+    p.add_argument("--compare", metavar="RUNTIMES", help="score on several runtimes (e.g. torch,onnx,onnx-int8) and count the examples whose predictions differ from the first's")
     p.add_argument("-o", "--output", help="also write the JSON here")
     p.set_defaults(func=_cmd_eval)
     return parser

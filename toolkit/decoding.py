@@ -74,8 +74,8 @@ class LabelDecoder:
             out.append(
                 {
                     "label": self.labels[best],
-                    "score": float(row[best]),
-                    "scores": {lab: float(p) for lab, p in zip(self.labels, row)},
+                    "score": round(float(row[best]), 6),
+                    "scores": {lab: round(float(p), 6) for lab, p in zip(self.labels, row)},
                 }
             )
         return out

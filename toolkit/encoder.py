@@ -7,6 +7,8 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
+
 import inspect
 import logging
 from pathlib import Path
@@ -63,7 +65,8 @@ class Encoder(nn.Module):
                 extra = {k: v for k, v in kwargs.items() if k in ("add_pooling_layer",)}
                 model = model_class(config, **extra)  # constructing a model initialises its weights
             else:
-                model = AutoModel.from_pretrained(str(name_or_path), **kwargs)
+                with _quiet_loading():
+                    model = AutoModel.from_pretrained(str(name_or_path), **kwargs)
         except OSError as err:
             raise OSError(
                 f"cannot load encoder {name_or_path!r}: give a local Hugging Face model folder, or a hub id "
@@ -119,3 +122,19 @@ def _layer_list(model: nn.Module) -> nn.ModuleList:
         if isinstance(obj, nn.ModuleList):
             return obj
     raise ValueError(f"cannot find the transformer layers of {type(model).__name__} to truncate")
+
+
+@contextlib.contextmanager
+def _quiet_loading():
+    """No "Loading weights" bar and load report on every ``toolkit.load`` (restored afterwards)."""
+    from transformers.utils import logging as hf_logging
+
+    bars, level = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()

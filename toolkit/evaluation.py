@@ -3,43 +3,157 @@
 NER: strict span micro P/R/F1 overall and per type against the original (possibly nested) gold.
 Classification: accuracy and macro-F1. Pairs: accuracy, macro-F1 and micro-F1.
 
+Any runtime: :func:`evaluate` scores a model folder on PyTorch (``runtime="torch"``) or on ONNX
+Runtime (``runtime="onnx"``, optionally ``quantize="int8"``); both go through the same pipeline
+call and the same scorer (:func:`evaluate_pipeline`). :func:`compare_runtimes` runs several
+runtimes on the same examples and counts, per runtime, the examples whose prediction (entity set or
+label) differs from the first runtime's: the check behind "fp32 ONNX predicts exactly what PyTorch
+predicts" and "int8 loses at most x points".
+
 Example:
     >>> scores = evaluate("path/to/model", "cmeee:dev", task="ner_medical")  # doctest: +SKIP
     >>> sorted(scores)  # doctest: +SKIP
-    ['dataset', 'main', 'metric', 'micro', 'model', 'n', 'per_type', 'seconds', 'task']
+    ['dataset', 'main', 'metric', 'micro', 'model', 'n', 'per_type', 'runtime', 'seconds', 'task']
+    >>> both = compare_runtimes("path/to/model", "cmeee:dev", task="ner_medical", runtimes=["torch", "onnx"])  # doctest: +SKIP
+    >>> both["agreement"]["onnx"], both["disagreements"]["onnx"]  # doctest: +SKIP
+    (1.0, 0)
 """
 from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any, Literal
 
-from .metrics import classification_scores, span_prf
 from .data.validation import example_key
+from .metrics import classification_scores, span_prf
 from .pipeline import build_pipeline
 
 logger = logging.getLogger(__name__)
 
 MAIN = {"tagger": "micro_f1", "classifier": "accuracy", "matcher": "macro_f1"}
 
+# A runtime spec names a runtime and its quantisation in one string: what compare_runtimes takes
+# and what results report under "runtime".
+RUNTIMES: dict[str, tuple[str, str | None]] = {"torch": ("torch", None), "onnx": ("onnx", None), "onnx-int8": ("onnx", "int8")}
 
-def evaluate_task(model, task: str, examples: Sequence, batch_size: int = 64, progress: bool = False, device: str = "cpu") -> dict[str, Any]:
-    """Scores of ``model``'s head ``task`` on ``examples``; ``"main"`` is the task's headline metric."""
-    kind = model.heads[task].kind
-    pipe = build_pipeline(model, [task], device=device, batch_size=batch_size, progress=progress)
-    start = time.perf_counter()
+
+def runtime_spec(runtime: str, quantize: str | None = None) -> str:
+    """The spec string of a runtime and quantisation: ``("onnx", "int8") -> "onnx-int8"``.
+
+    >>> runtime_spec("onnx", "int8"), runtime_spec("torch")
+    ('onnx-int8', 'torch')
+    """
+    spec = runtime if quantize is None else f"{runtime}-{quantize}"
+    if spec not in RUNTIMES:
+        raise ValueError(f"unknown runtime {runtime!r} with quantize={quantize!r}; available: {', '.join(RUNTIMES)} (quantize='int8' needs runtime='onnx')")
+    return spec
+
+
+def predict(pipe, task: str, examples: Sequence) -> list:
+    """Predictions of a one-task pipeline (either runtime) on ``examples``, in comparable form:
+    a sorted list of ``(start, end, label)`` per text for a tagger, the label for a classifier or matcher."""
+    if list(pipe.tasks) != [task]:
+        raise ValueError(f"expected a pipeline for the one task {task!r}, got one for {pipe.tasks}")
+    kind = pipe.kinds[task]
     if kind == "tagger":
-        preds = pipe([ex.text for ex in examples])
-        scores = span_prf([[(e.start, e.end, e.label) for e in p] for p in preds], [[s.as_tuple() for s in ex.spans] for ex in examples])
+        return [sorted({(e.start, e.end, e.label) for e in found}) for found in pipe([ex.text for ex in examples])]
+    inputs = [ex.text for ex in examples] if kind == "classifier" else [(ex.text_a, ex.text_b) for ex in examples]
+    return [p["label"] for p in pipe(inputs)] if inputs else []
+
+
+def score(kind: str, predictions: Sequence, examples: Sequence) -> dict[str, Any]:
+    """Scores of :func:`predict`'s output against the gold of ``examples``; ``"main"`` is the
+    headline metric of the head kind (:data:`MAIN`)."""
+    predicted = {s[2] for p in predictions for s in p} if kind == "tagger" else set(predictions)
+    gold = {s.label for ex in examples for s in ex.spans} if kind == "tagger" else {ex.label for ex in examples}
+    if predicted and gold and not predicted & gold:
+        logger.warning("the model predicts %s but the gold labels are %s: none in common, so the score is 0; do the label names match?", sorted(predicted), sorted(gold))
+    if kind == "tagger":
+        scores = span_prf(predictions, [[s.as_tuple() for s in ex.spans] for ex in examples])
         main = scores["micro"]["f1"]
     else:
-        preds = pipe([ex.text for ex in examples] if kind == "classifier" else [(ex.text_a, ex.text_b) for ex in examples])
-        scores = classification_scores([p["label"] for p in preds], [ex.label for ex in examples])
+        scores = classification_scores(list(predictions), [ex.label for ex in examples])
         main = scores[MAIN[kind]]
-    result = {"metric": MAIN[kind], "main": main, **scores}
-    result["n"] = len(examples)
-    result["seconds"] = round(time.perf_counter() - start, 1)
+    return {"metric": MAIN[kind], "main": main, **scores}
+
+
+def evaluate_pipeline(pipe, task: str, examples: Sequence, keep_predictions: bool = False) -> dict[str, Any]:
+    """Run a one-task pipeline (PyTorch or ONNX) over ``examples`` and score it: the one home of the
+    scoring logic. ``seconds`` is the prediction time; ``keep_predictions`` adds ``"predictions"``."""
+    start = time.perf_counter()
+    predictions = predict(pipe, task, examples)
+    seconds = round(time.perf_counter() - start, 1)
+    result = {**score(pipe.kinds[task], predictions, examples), "n": len(examples), "seconds": seconds}
+    if keep_predictions:
+        result["predictions"] = predictions
     return result
+
+
+def evaluate_task(model, task: str, examples: Sequence, batch_size: int = 64, progress: bool = False, device: str = "cpu") -> dict[str, Any]:
+    """Scores of a loaded :class:`~toolkit.model.MultiTaskModel`'s head ``task`` on ``examples`` (PyTorch)."""
+    return evaluate_pipeline(build_pipeline(model, [task], device=device, batch_size=batch_size, progress=progress), task, examples)
+
+
+def agreement(a: Sequence, b: Sequence) -> float:
+    """Fraction of examples with identical predictions in two :func:`predict` outputs (1.0 when empty).
+
+    >>> agreement([[(0, 2, "PER")], [], "pos"], [[(0, 2, "LOC")], [], "pos"])
+    0.6667
+    """
+    if len(a) != len(b):
+        raise ValueError(f"{len(a)} predictions against {len(b)}: compare runs on the same examples")
+    return round(sum(x == y for x, y in zip(a, b)) / len(a), 4) if a else 1.0
+
+
+def load_split(dataset: str | dict, data_root: str | None = None, limit: int | None = None, exclude: str | dict | None = None) -> tuple[list, dict[str, Any]]:
+    """``(examples, extra)``: the first ``limit`` examples of ``dataset``, less those whose text (or
+    pair of texts) occurs in ``exclude``; ``extra`` is ``{"excluded": count, "exclude": exclude}``
+    when ``exclude`` is given, else ``{}``.
+
+    Example:
+        >>> examples, extra = load_split("chnsenticorp:test", exclude="chnsenticorp:train")  # doctest: +SKIP
+        >>> extra["excluded"]  # doctest: +SKIP
+        331
+    """
+    from .recipe import load_examples
+
+    examples = load_examples(dataset, data_root, limit)
+    if not exclude:
+        return examples, {}
+    seen = {example_key(ex) for ex in load_examples(exclude, data_root)}
+    kept = [ex for ex in examples if example_key(ex) not in seen]
+    return kept, {"excluded": len(examples) - len(kept), "exclude": exclude}
+
+
+def _pipeline(model_or_path, task: str | None, spec: str, batch_size: int, progress: bool) -> tuple[Any, str, str]:
+    """``(one-task pipeline, model name, task)`` for a loaded model, a model folder or a registered name."""
+    from .model import MultiTaskModel
+
+    runtime, quantize = RUNTIMES[spec]
+    if isinstance(model_or_path, MultiTaskModel):
+        if runtime != "torch":
+            raise ValueError(f"runtime {spec!r} needs the model's folder (or registered name), not a loaded MultiTaskModel")
+        task = _pick_task(task, None, model_or_path.tasks)
+        return build_pipeline(model_or_path, [task], batch_size=batch_size, progress=progress), model_or_path.name, task
+    from . import load
+    from .manifest import Manifest
+    from .registry import resolve
+
+    path, selected = resolve(model_or_path)
+    manifest = Manifest.read(path)
+    task = manifest.select([_pick_task(task, selected, list(manifest.tasks))])[0]
+    pipe = load(str(path), tasks=[task], runtime=runtime, quantize=quantize, batch_size=batch_size, progress=progress)  # type: ignore[arg-type]
+    return pipe, manifest.name, task
+
+
+def _pick_task(task: str | None, selected: list[str] | None, tasks: list[str]) -> str:
+    task = task or (selected[0] if selected else None)
+    if task is None:
+        if len(tasks) != 1:
+            raise ValueError(f"the model has several tasks {tasks}; say which one to evaluate (task=...)")
+        task = tasks[0]
+    return task
 
 
 def evaluate(
@@ -51,33 +165,71 @@ def evaluate(
     batch_size: int = 64,
     progress: bool = True,
     exclude: str | dict | None = None,
+    runtime: Literal["torch", "onnx"] = "torch",
+    quantize: Literal["int8"] | None = None,
 ) -> dict[str, Any]:
     """Evaluate a model folder / registered name (or a loaded model) on a catalogue split
     (``"cmeee:dev"``) or a file (``{"path": ..., "format": ...}``, see :func:`toolkit.recipe.load_examples`).
 
     ``exclude`` names another split (e.g. ``"chnsenticorp:train"``): examples whose text occurs
     there are left out, for a score free of train/test leakage.
+
+    ``runtime="onnx"`` scores the ONNX Runtime pipeline of :func:`toolkit.load` (exported on first
+    use), ``quantize="int8"`` its int8 graph; a loaded ``MultiTaskModel`` runs on torch only. The
+    result's ``"runtime"`` says which ran (``"torch"``, ``"onnx"``, ``"onnx-int8"``).
+
+    Example:
+        >>> evaluate("path/to/model", "msra:test", task="ner_general", runtime="onnx", quantize="int8")["main"]  # doctest: +SKIP
+        0.9102
     """
-    from .model import MultiTaskModel
-    from .recipe import load_examples
-    from .registry import resolve
+    spec = runtime_spec(runtime, quantize)
+    pipe, name, task = _pipeline(model_or_path, task, spec, batch_size, progress)
+    examples, extra = load_split(dataset, data_root, limit, exclude)
+    return {"model": name, "task": task, "dataset": dataset, "runtime": spec, **extra, **evaluate_pipeline(pipe, task, examples)}
 
-    if isinstance(model_or_path, MultiTaskModel):
-        model, selected = model_or_path, None
-    else:
-        path, selected = resolve(model_or_path)
-        model = MultiTaskModel.load(path, tasks=[task] if task else selected)
-    task = task or (selected[0] if selected else None)
-    if task is None:
-        if len(model.tasks) != 1:
-            raise ValueError(f"the model has several tasks {model.tasks}; say which one to evaluate (task=...)")
-        task = model.tasks[0]
-    examples = load_examples(dataset, data_root, limit)
-    extra: dict[str, Any] = {}
-    if exclude:
-        seen = {example_key(ex) for ex in load_examples(exclude, data_root)}
-        kept = [ex for ex in examples if example_key(ex) not in seen]
-        extra = {"excluded": len(examples) - len(kept), "exclude": exclude}
-        examples = kept
-    return {"model": model.name, "task": task, "dataset": dataset, **extra, **evaluate_task(model, task, examples, batch_size, progress)}
 
+def compare_runtimes(
+    model_or_path,
+    dataset: str | dict,
+    task: str | None = None,
+    runtimes: Sequence[str] = ("torch", "onnx"),
+    data_root: str | None = None,
+    limit: int | None = None,
+    batch_size: int = 64,
+    progress: bool = True,
+    exclude: str | dict | None = None,
+) -> dict[str, Any]:
+    """Score one split on several runtimes (specs from :data:`RUNTIMES`) and compare their predictions.
+
+    Each runtime runs once on the same examples. Returns ``{"model", "task", "dataset", "n",
+    "reference", "runtimes": {spec: evaluate-style result}, "agreement": {spec: fraction},
+    "disagreements": {spec: count}}``: agreement is the fraction of examples whose predicted entity
+    set (taggers) or label (classifiers, matchers) is identical to the first runtime's (the
+    reference, 1.0 against itself).
+
+    Example:
+        >>> out = compare_runtimes("path/to/model", "chnsenticorp:test", task="sentiment", runtimes=["torch", "onnx", "onnx-int8"])  # doctest: +SKIP
+        >>> out["disagreements"]  # doctest: +SKIP
+        {'torch': 0, 'onnx': 0, 'onnx-int8': 3}
+    """
+    specs = list(dict.fromkeys(runtimes))
+    if not specs:
+        raise ValueError("compare_runtimes needs at least one runtime")
+    for spec in specs:
+        if spec not in RUNTIMES:
+            raise ValueError(f"unknown runtime {spec!r}; available: {', '.join(RUNTIMES)}")
+    examples, extra = load_split(dataset, data_root, limit, exclude)
+    results: dict[str, dict[str, Any]] = {}
+    predictions: dict[str, list] = {}
+    name = None
+    for spec in specs:
+        pipe, name, task = _pipeline(model_or_path, task, spec, batch_size, progress)
+        result = evaluate_pipeline(pipe, task, examples, keep_predictions=True)
+        predictions[spec] = result.pop("predictions")
+        results[spec] = {"model": name, "task": task, "dataset": dataset, "runtime": spec, **extra, **result}
+        del pipe
+        logger.info("%s on %s (%s): %s %.4f", name, dataset, spec, result["metric"], result["main"])
+    ref = specs[0]
+    same = {spec: agreement(predictions[ref], predictions[spec]) for spec in specs}
+    differ = {spec: sum(x != y for x, y in zip(predictions[ref], predictions[spec])) for spec in specs}
+    return {"model": name, "task": task, "dataset": dataset, **extra, "n": len(examples), "reference": ref, "runtimes": results, "agreement": same, "disagreements": differ}

@@ -171,6 +171,7 @@ def onnx_pipeline(
     batch_size: int = 32,
     progress: bool = False,
     export: bool = True,
+    graph: str | Path | None = None,
 ):
     """The pipeline of :func:`toolkit.load` on ONNX Runtime (``load(..., runtime="onnx")`` calls this).
 
@@ -181,6 +182,8 @@ def onnx_pipeline(
         threads: ONNX Runtime intra-op threads (inter-op is 1).
         export: export the folder first when it has no up-to-date graph (needs torch); when false,
             a missing export is an error.
+        graph: run this graph file instead of the folder's export (e.g. one quantised with other
+            settings by :func:`toolkit.export.quantize_int8`); it must come from this folder.
 
     Example:
         >>> pipe = onnx_pipeline("path/to/model-folder", tasks=["ner", "sentiment"])  # doctest: +SKIP
@@ -197,7 +200,9 @@ def onnx_pipeline(
         selected = [tasks] if isinstance(tasks, str) else list(tasks)
     manifest = Manifest.read(path)
     wanted = manifest.select(selected)
-    if export:
+    if graph is not None:
+        graph = Path(graph)
+    elif export:
         graph = exporting.ensure_export(path, quantize)
     else:
         graph = exporting.find_export(path, quantize)

@@ -283,9 +283,19 @@ class MultiTaskPipeline:
         self.tasks = text.tasks + pair.tasks
 
     def __call__(self, inputs: Any, b: str | None = None, **kwargs: Any) -> Any:
+        """Always ``{task: result}`` per input (also when only one text or one pair head answers)."""
         if b is not None:
-            return self.pair(inputs, b, **kwargs)
-        return self.pair(inputs, **kwargs) if is_pairs(inputs) else self.text(inputs, **kwargs)
+            return self._keyed(self.pair, self.pair(inputs, b, **kwargs), False)
+        if is_pairs(inputs):
+            return self._keyed(self.pair, self.pair(inputs, **kwargs), not is_pair(inputs))
+        return self._keyed(self.text, self.text(inputs, **kwargs), not isinstance(inputs, str))
+
+    @staticmethod
+    def _keyed(pipe: "_Base", out: Any, many: bool) -> Any:
+        if len(pipe.tasks) != 1:
+            return out
+        task = pipe.tasks[0]
+        return [{task: r} for r in out] if many else {task: out}
 
 
 def build_pipeline(model, tasks: Sequence[str] | None = None, device: str = "cpu", batch_size: int = 32, progress: bool = False):

@@ -12,9 +12,36 @@ from importlib import import_module
 from pathlib import Path
 from typing import Any
 
+# ``eval``: the splits benchmarks/accuracy.py scores a name on (``exclude``: leave out texts that
+# also occur in that split, for a leakage-free score).
+_JOINT = "zh-multitask"
 MODELS: dict[str, dict[str, Any]] = {
-    # Filled by the issue that trains the first real models. Format:
-    # "ner-medical": {"path": "zh-multitask", "tasks": ["ner_medical"], "description": "..."},
+    "ner-medical": {
+        "path": _JOINT, "tasks": ["ner_medical"],
+        "description": "medical NER, 9 CMeEE types (dis sym pro equ dru ite bod dep mic)",
+        "eval": [{"task": "ner_medical", "dataset": "cmeee:dev"}],
+    },
+    "ner-general": {
+        "path": _JOINT, "tasks": ["ner_general"],
+        "description": "general NER: person, place, organisation (MSRA PER LOC ORG)",
+        "eval": [{"task": "ner_general", "dataset": "msra:test"}],
+    },
+    "sentiment": {
+        "path": _JOINT, "tasks": ["sentiment"],
+        "description": "review sentiment: negative / positive (ChnSentiCorp)",
+        "eval": [{"task": "sentiment", "dataset": "chnsenticorp:test"},
+                 {"task": "sentiment", "dataset": "chnsenticorp:test", "exclude": "chnsenticorp:train"}],
+    },
+    "similarity-medical": {
+        "path": _JOINT, "tasks": ["similarity_medical"],
+        "description": "medical question pairs: same meaning 1 / different 0 (CHIP-STS)",
+        "eval": [{"task": "similarity_medical", "dataset": "chip-sts:dev"}],
+    },
+    "zh-multitask": {
+        "path": _JOINT, "tasks": None,
+        "description": "all four heads above on one encoder pass",
+        "eval": [],
+    },
 }
 
 # Base encoders that recipes can start from by name: name -> how to get its folder.

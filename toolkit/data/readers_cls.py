@@ -22,7 +22,7 @@ import csv
 import io
 import logging
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 from toolkit.data.examples import PairExample, TextExample
 from toolkit.data.validation import CorpusError, ReadReport, iter_json_records, read_text
@@ -76,8 +76,9 @@ def _table_rows(text: str, where: str, delimiter: str | None, columns: Sequence[
         yield f"{where}:{first}", {c: row[i] for c, i in index.items()}
 
 
-def _label(value: Any, here: str, report: ReadReport, no_gold: Sequence[str]) -> str | None:
-    """The cleaned label, or ``None`` when it is missing (skipped) or a no-gold marker (omitted)."""
+def _label(value: Any, here: str, report: ReadReport, no_gold: Sequence[str], names: Mapping[str, str] | None = None) -> str | None:
+    """The cleaned label (renamed by ``names`` when given, e.g. ``{"0": "negative"}``), or ``None``
+    when it is missing (skipped) or a no-gold marker (omitted)."""
     if value is None or (isinstance(value, str) and not value.strip()):
         report.skip("missing label", here)
         return None
@@ -88,7 +89,7 @@ def _label(value: Any, here: str, report: ReadReport, no_gold: Sequence[str]) ->
     if label in no_gold:
         report.omit(f"no gold label ({label!r})", here)
         return None
-    return label
+    return names.get(label, label) if names else label
 
 
 def _text_ok(values: Sequence[Any], here: str, report: ReadReport) -> bool:
@@ -99,7 +100,7 @@ def _text_ok(values: Sequence[Any], here: str, report: ReadReport) -> bool:
 
 
 def read_table_cls(path: str | Path, *, text_column: str = "text", label_column: str = "label",
-                   delimiter: str | None = None, member: str | None = None, no_gold: Sequence[str] = (),
+                   delimiter: str | None = None, member: str | None = None, no_gold: Sequence[str] = (), label_names: Mapping[str, str] | None = None,
                    strict: bool = False) -> tuple[list[TextExample], ReadReport]:
     """Read a CSV/TSV classification file with a header row.
 
@@ -119,7 +120,7 @@ def read_table_cls(path: str | Path, *, text_column: str = "text", label_column:
         records += 1
         if not _text_ok([row[text_column]], here, report):
             continue
-        label = _label(row[label_column], here, report, no_gold)
+        label = _label(row[label_column], here, report, no_gold, label_names)
         if label is not None:
             examples.append(TextExample(row[text_column], label, here))
     report.finish(examples, strict, records=records)
@@ -128,7 +129,7 @@ def read_table_cls(path: str | Path, *, text_column: str = "text", label_column:
 
 def read_table_pair(path: str | Path, *, a_column: str = "sentence1", b_column: str = "sentence2",
                     label_column: str = "label", delimiter: str | None = None, member: str | None = None,
-                    no_gold: Sequence[str] = (), strict: bool = False) -> tuple[list[PairExample], ReadReport]:
+                    no_gold: Sequence[str] = (), label_names: Mapping[str, str] | None = None, strict: bool = False) -> tuple[list[PairExample], ReadReport]:
     """Read a CSV/TSV sentence-pair file with a header row (BQ: ``sentence1,sentence2,label``).
 
     >>> examples, report = read_table_pair("bq/dev.csv")   # doctest: +SKIP
@@ -142,7 +143,7 @@ def read_table_pair(path: str | Path, *, a_column: str = "sentence1", b_column: 
         records += 1
         if not _text_ok([row[a_column], row[b_column]], here, report):
             continue
-        label = _label(row[label_column], here, report, no_gold)
+        label = _label(row[label_column], here, report, no_gold, label_names)
         if label is not None:
             examples.append(PairExample(row[a_column], row[b_column], label, here))
     report.finish(examples, strict, records=records)
@@ -164,7 +165,7 @@ def _json_rows(text: str, where: str, keys: Sequence[str]) -> Iterator[tuple[str
 
 
 def read_json_cls(path: str | Path, *, text_key: str = "text", label_key: str = "label",
-                  member: str | None = None, no_gold: Sequence[str] = (), strict: bool = False
+                  member: str | None = None, no_gold: Sequence[str] = (), label_names: Mapping[str, str] | None = None, strict: bool = False
                   ) -> tuple[list[TextExample], ReadReport]:
     """Read classification records from a JSON array or JSON lines (CHIP-CTC, KUAKE-QIC).
 
@@ -178,7 +179,7 @@ def read_json_cls(path: str | Path, *, text_key: str = "text", label_key: str = 
         records += 1
         if not _text_ok([record[text_key]], here, report):
             continue
-        label = _label(record.get(label_key), here, report, no_gold)
+        label = _label(record.get(label_key), here, report, no_gold, label_names)
         if label is not None:
             examples.append(TextExample(record[text_key], label, here))
     report.finish(examples, strict, records=records)
@@ -186,7 +187,7 @@ def read_json_cls(path: str | Path, *, text_key: str = "text", label_key: str = 
 
 
 def read_json_pair(path: str | Path, *, a_key: str = "text1", b_key: str = "text2", label_key: str = "label",
-                   member: str | None = None, no_gold: Sequence[str] = (), strict: bool = False
+                   member: str | None = None, no_gold: Sequence[str] = (), label_names: Mapping[str, str] | None = None, strict: bool = False
                    ) -> tuple[list[PairExample], ReadReport]:
     """Read sentence-pair records from a JSON array or JSON lines (CHIP-STS, KUAKE-QQR, OCNLI).
 
@@ -203,7 +204,7 @@ def read_json_pair(path: str | Path, *, a_key: str = "text1", b_key: str = "text
         records += 1
         if not _text_ok([record[a_key], record[b_key]], here, report):
             continue
-        label = _label(record.get(label_key), here, report, no_gold)
+        label = _label(record.get(label_key), here, report, no_gold, label_names)
         if label is not None:
             examples.append(PairExample(record[a_key], record[b_key], label, here))
     report.finish(examples, strict, records=records)
