@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "Without retraining the F1 barely moves, as it should: the new characters are rare (0.1% of tokens) and",
         "start from the embeddings of what the old tokenizer made of them, so nothing the model learnt is lost.",
-        "Gains need fine-tuning with the extended vocabulary (not measured here yet).",
+        "Fine-tuning with the extended vocabulary: see vocab_finetune.md (benchmarks/vocab_finetune.py).",
     ]
     write_results("vocab_extension", {"run": run_info(sys.argv), "extension": {k: ext[k] for k in ("vocab_size", "unk", "rules")}, "rows": rows}, "\n".join(md))
     print("\n".join(md))
