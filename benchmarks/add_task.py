@@ -32,14 +32,11 @@ NEW_TASK = "ner_resume"
 
 def eval_splits(folder: Path) -> dict[str, dict]:
     """Task -> its registered evaluation split (the first ``eval`` entry of a name selecting it)."""
-    from toolkit.registry import MODELS, pretrained_dir
+    from toolkit.registry import eval_splits as registered
 
-    splits = {}
-    for spec in MODELS.values():
-        if (pretrained_dir() / spec["path"]).resolve() != folder.resolve():
-            continue
-        for ev in spec.get("eval", []):
-            splits.setdefault(ev["task"], {"dataset": ev["dataset"]})
+    splits: dict[str, dict] = {}
+    for ev in registered(folder):
+        splits.setdefault(ev["task"], {"dataset": ev["dataset"]})
     return splits
 
 

@@ -51,13 +51,13 @@ def main(argv: list[str] | None = None) -> int:
     from toolkit.evaluation import evaluate_pipeline, load_split
     from toolkit.export import ensure_export, quantize_int8
     from toolkit.onnx_runtime import onnx_pipeline
-    from toolkit.registry import MODELS, resolve
+    from toolkit.registry import eval_splits, resolve
 
     folder, _ = resolve(args.model)
     fp32 = ensure_export(folder)
     layers = json.loads((folder / "encoder" / "config.json").read_text())["num_hidden_layers"]
-    splits = [(name, ev) for name, spec in MODELS.items() if spec["path"] == MODELS[args.model]["path"] for ev in spec.get("eval", []) if not ev.get("exclude")]
-    data = {ev["dataset"]: load_split(ev["dataset"], limit=args.limit)[0] for _, ev in splits}
+    splits = [ev for ev in eval_splits(folder) if not ev.get("exclude")]
+    data = {ev["dataset"]: load_split(ev["dataset"], limit=args.limit)[0] for ev in splits}
     out = ROOT / args.out
     out.mkdir(parents=True, exist_ok=True)
     graphs = {"fp32": (fp32, [])}
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for policy, (graph, kept) in graphs.items():
         row = {"policy": policy, "kept_fp32": len(kept), "bytes": graph.stat().st_size, "scores": {}}
-        for name, ev in splits:
+        for ev in splits:
             pipe = onnx_pipeline(folder, ev["task"], threads=args.threads, graph=graph, batch_size=32)
             result = evaluate_pipeline(pipe, ev["task"], data[ev["dataset"]])
             row["scores"][ev["dataset"]] = round(100 * result["main"], 2)

@@ -41,16 +41,6 @@ def continue_training(start: Path, out: Path, steps: int, lr: float) -> dict:
     return train(recipe, progress=False)
 
 
-def tokenizer_of(folder: Path):
-    """The tokenizer and normaliser of a model folder (no weights loaded)."""
-    from toolkit.manifest import Manifest
-    from toolkit.normalize import Normalizer
-    from toolkit.tokenization import TextTokenizer
-
-    manifest = Manifest.read(folder)
-    return TextTokenizer.from_pretrained(folder / manifest.encoder), Normalizer(manifest.normalization)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--start", default="runs/ner-medical-single/model", help="a model folder with a CMeEE tagger head ner_medical")
@@ -62,7 +52,12 @@ def main(argv: list[str] | None = None) -> int:
     import toolkit
     from toolkit.data.catalogue import resolve_data_root
     from toolkit.evaluation import evaluate_pipeline, load_split
-    from toolkit.vocab import extend_vocabulary, model_unk_rate, read_corpus
+    from toolkit.vocab import (
+        extend_vocabulary,
+        model_tokenizer,
+        model_unk_rate,
+        read_corpus,
+    )
     from toolkit.vocab_scan import unk_rate
 
     start, out = ROOT / args.start, ROOT / args.out
@@ -72,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         texts, _ = read_corpus([str(corpus)], None)
         extend_vocabulary(str(start), extended_start, texts=texts, min_count=2, overwrite=True)
     dev, _ = load_split("cmeee:dev")
-    tokenizer, normalizer = tokenizer_of(start)
+    tokenizer, normalizer = model_tokenizer(str(start))
     rare = [ex for ex in dev if unk_rate([ex.text], tokenizer, normalizer).unk_tokens]
     logger.info("%d of %d dev texts hold a character the original vocabulary lacks", len(rare), len(dev))
     rows = {}

@@ -52,3 +52,15 @@ def test_import_is_light():
     code = "import sys, toolkit; toolkit.list_models(); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_eval_splits_of_a_folder_collects_every_name_once(monkeypatch, tmp_path):
+    monkeypatch.setenv("TOOLKIT_PRETRAINED", str(tmp_path))
+    monkeypatch.setattr(registry, "MODELS", {
+        "a": {"path": "joint", "eval": [{"task": "ner", "dataset": "x:dev"}]},
+        "b": {"path": "joint", "eval": [{"task": "cls", "dataset": "y:test"}, {"task": "ner", "dataset": "x:dev"}]},
+        "c": {"path": "other", "eval": [{"task": "ner", "dataset": "z:dev"}]},
+        "all": {"path": "joint", "tasks": None},
+    })
+    assert registry.eval_splits(tmp_path / "joint") == [{"task": "ner", "dataset": "x:dev"}, {"task": "cls", "dataset": "y:test"}]
+    assert registry.eval_splits(tmp_path / "missing") == []

@@ -91,6 +91,17 @@ def base_path(name_or_path: str | os.PathLike) -> Path:
     return Path(name_or_path)
 
 
+def eval_splits(folder: str | os.PathLike) -> list[dict[str, Any]]:
+    """The ``eval`` entries (``{task, dataset[, exclude]}``) of every name whose folder is ``folder``,
+    each once, in registry order."""
+    folder = Path(folder).resolve()
+    found: list[dict[str, Any]] = []
+    for spec in MODELS.values():
+        if (pretrained_dir() / spec["path"]).resolve() == folder:
+            found += [ev for ev in spec.get("eval", []) if ev not in found]
+    return found
+
+
 def list_models() -> list[str]:
     """Names that :func:`toolkit.load` accepts."""
     return sorted(MODELS)

@@ -376,6 +376,11 @@ def model_unk_rate(model: str | Path, texts: Sequence[str]) -> UnkRate:
         >>> model_unk_rate("my-model", texts).char_rate, model_unk_rate("my-model-ext", texts).char_rate  # doctest: +SKIP
         (0.0021, 0.0)
     """
+    return unk_rate(texts, *model_tokenizer(model))
+
+
+def model_tokenizer(model: str | Path):
+    """``(tokenizer, normalizer)`` of a model folder or registered name; loads no weights."""
     from .manifest import Manifest
     from .normalize import Normalizer
     from .registry import resolve
@@ -383,7 +388,7 @@ def model_unk_rate(model: str | Path, texts: Sequence[str]) -> UnkRate:
 
     path, _ = resolve(model)
     manifest = Manifest.read(path)
-    return unk_rate(texts, TextTokenizer.from_pretrained(path / manifest.encoder), Normalizer(manifest.normalization))
+    return TextTokenizer.from_pretrained(path / manifest.encoder), Normalizer(manifest.normalization)
 
 
 def _card_section(rep: VocabExtension) -> str:
