@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runtimes", help="several runtimes, comma-separated, the first is the reference: torch,onnx,onnx-int8")
     ap.add_argument("--int8-tolerance", type=float, default=0.3, help="points an int8 runtime may lose against the first runtime (default 0.3)")
     ap.add_argument("--check", action="store_true", help="exit 1 if fp32 ONNX differs from the reference on any example or int8 loses more than the tolerance")
-    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--batch-size", type=int, help="windows per encoder pass (default: the pipeline's, what load() users get)")
     ap.add_argument("--name", default="accuracy", help="results file name")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
+SHORT = 50  # latency texts (speed.py, memory.py) are shorter than this many characters
 
 
 def _cpu_model() -> str:
@@ -70,3 +71,17 @@ def peak_rss_mb() -> float:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def resolve_target(model: str, task: str | None) -> tuple[Path, str]:
+    """The model folder and the tagger task to time (default: the name's task, else the first tagger)."""
+    from toolkit.manifest import Manifest
+    from toolkit.registry import resolve
+
+    folder, selected = resolve(model)
+    manifest = Manifest.read(folder)
+    taggers = [t for t, s in manifest.tasks.items() if s.kind == "tagger"]
+    task = task or next((t for t in selected or [] if t in taggers), None) or (taggers[0] if taggers else None)
+    if task not in taggers:
+        raise SystemExit(f"{model}: {task!r} is not a tagger task; its taggers: {', '.join(taggers) or '(none)'}")
+    return folder, task

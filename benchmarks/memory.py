@@ -22,14 +22,13 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, peak_rss_mb, rss_mb, run_info, write_results
-from speed import SHORT, resolve_target
+from common import RESULTS, SHORT, peak_rss_mb, rss_mb, resolve_target, run_info, write_results
 
 logger = logging.getLogger("benchmarks.memory")
 
 
 def short_texts(dataset: str, data_root: str | None) -> list[str]:
-    """The dataset's non-blank texts shorter than :data:`speed.SHORT` characters."""
+    """The dataset's non-blank texts shorter than :data:`common.SHORT` characters."""
     # not toolkit.recipe.load_examples: toolkit.recipe imports torch, which would inflate the RSS
     from toolkit.data.catalogue import load_dataset
 

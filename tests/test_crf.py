@@ -50,6 +50,26 @@ def test_log_partition_matches_pytorch_crf():
     np.testing.assert_allclose(got, log_z, rtol=1e-5)
 
 
+@pytest.mark.parametrize("spread", [3.0, 400.0, 2000.0])  # 2000: the scaled recursion underflows and falls back to log space
+def test_scaled_forward_backward_matches_log_space(spread):
+    from toolkit.crf import _forward_backward_log
+
+    tags = tag_set(["X", "Y"], "BIO")
+    allowed, allowed_start, allowed_end = transition_mask(tags, "BIO")
+    rng = np.random.default_rng(3)
+    T = len(tags)
+    p = CRFParams.build(rng.normal(0, 2, (T, T)), rng.normal(size=T), rng.normal(size=T), allowed, allowed_start, allowed_end, np.zeros(T, bool))
+    em = rng.normal(0, spread, (5, 9, T))
+    lengths = np.array([9, 4, 1, 0, 7])
+    alpha, beta, log_z = forward_backward(em, lengths, p)
+    ref_alpha, ref_beta, ref_z = _forward_backward_log(em, lengths, p)
+    np.testing.assert_allclose(log_z, ref_z, rtol=1e-9)
+    for ours, ref in ((alpha, ref_alpha), (beta, ref_beta)):
+        for b, n in enumerate(lengths):  # states within 600 nats of each position's best (below that, both are "impossible")
+            live = ref[b, :n] > ref[b, :n].max(axis=-1, keepdims=True) - 600
+            np.testing.assert_allclose(ours[b, :n][live], ref[b, :n][live], rtol=1e-9)
+
+
 @pytest.mark.parametrize("scheme", ["BIO", "BIOES", "BMES"])
 @settings(max_examples=60, deadline=None)
 @given(seed=st.integers(0, 10_000), length=st.integers(1, 12))

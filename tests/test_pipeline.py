@@ -55,6 +55,18 @@ def test_batch_equals_one_by_one(ner):
         np.testing.assert_allclose([e.score for e in b], [e.score for e in s], atol=1e-4)
 
 
+def test_decoding_batches_together_changes_nothing(ner, monkeypatch):
+    import toolkit.pipeline as pipeline
+
+    texts = TEXTS * 3 + ["发热" * 40]  # batches of 2 with different lengths, one long text in windows
+    monkeypatch.setattr(pipeline, "DECODE_GROUP", 1)  # each batch decoded on its own
+    alone = ner(texts)
+    monkeypatch.setattr(pipeline, "DECODE_GROUP", 256)  # all batches decoded in one go
+    together = ner(texts)
+    assert [key(a) for a in alone] == [key(t) for t in together]
+    np.testing.assert_allclose([e.score for a in alone for e in a], [e.score for t in together for e in t], rtol=1e-9)
+
+
 @pytest.mark.parametrize("text", ["", "   ", "\u200b\ufeff", "\n\n"])
 def test_blank_text_gives_no_entities(ner, text):
     assert ner(text) == []

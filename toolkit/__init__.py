@@ -24,7 +24,7 @@ def load(
     name_or_path: str,
     tasks: str | Sequence[str] | None = None,
     device: str = "cpu",
-    batch_size: int = 32,
+    batch_size: int | None = None,
     progress: bool = False,
     runtime: Literal["torch", "onnx"] = "torch",
     quantize: Literal["int8"] | None = None,
@@ -36,7 +36,8 @@ def load(
         name_or_path: a name from :func:`list_models` or a path to a model folder.
         tasks: the heads to run (default: the ones the name selects, else all of the folder's).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"`` ...
-        batch_size: texts per encoder pass (texts are sorted by length and padded per batch).
+        batch_size: texts per encoder pass (texts are sorted by length and padded per batch;
+            default :data:`toolkit.pipeline.BATCH_SIZE`).
         progress: show a progress bar on large inputs.
         runtime: ``"torch"``, or ``"onnx"`` for ONNX Runtime on CPU (same results, faster, no torch
             import once the folder has an export; the first use exports it, see :mod:`toolkit.export`).

@@ -268,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root")
     p.add_argument("--limit", type=int, help="only the first N examples")
     p.add_argument("--exclude", help="leave out examples whose text occurs in this split (e.g. chnsenticorp:train)")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, help="windows per encoder pass (default: the pipeline's, 32)")
     p.add_argument("--runtime", choices=["torch", "onnx"], default="torch", help="PyTorch, or ONNX Runtime (exports the model on first use)")
     p.add_argument("--quantize", choices=["int8"], help="with --runtime onnx: score the int8 graph")
     p.add_argument("--compare", metavar="RUNTIMES", help="score on several runtimes (e.g. torch,onnx,onnx-int8) and count the examples whose predictions differ from the first's")

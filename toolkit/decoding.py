@@ -8,7 +8,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .crf import CRFParams, forward_backward, span_log_prob, viterbi
+from .crf import CRFParams, forward_backward, span_log_probs, viterbi_padded
 from .tags import Scheme, parse_tag, tags_to_spans, transition_mask
 
 
@@ -25,6 +25,7 @@ class TagDecoder:
     def __init__(self, tags: Sequence[str], scheme: Scheme, trans: np.ndarray, start: np.ndarray, end: np.ndarray) -> None:
         self.tags = list(tags)
         self.scheme = scheme
+        self.outside = self.tags.index("O") if "O" in self.tags else None
         allowed, allowed_start, allowed_end = transition_mask(self.tags, scheme)
         continues = [parse_tag(t, scheme)[0] in ("inside", "end") for t in self.tags]
         self.params = CRFParams.build(trans, start, end, allowed, allowed_start, allowed_end, continues)
@@ -39,20 +40,24 @@ class TagDecoder:
             return []
         if emissions.shape[1] == 0:
             return [[] for _ in range(emissions.shape[0])]
-        paths = viterbi(emissions, lengths, self.params)
-        if scores:
-            alpha, beta, log_z = forward_backward(emissions, lengths, self.params)
-        results = []
-        for b, path in enumerate(paths):
+        lengths = np.asarray(lengths)
+        padded = viterbi_padded(emissions, lengths, self.params)
+        found = []  # (row, start, end, label)
+        for b in range(len(padded)):
+            path = padded[b, : int(lengths[b])]
+            if self.outside is not None and (path == self.outside).all():  # all "O": no entities
+                continue
             spans, _ = tags_to_spans([self.tags[i] for i in path], self.scheme)
-            out = []
-            for s, e, label in spans:
-                score = 1.0
-                if scores:
-                    lp = span_log_prob(emissions[b], alpha[b], beta[b], log_z[b], len(path), path, s, e, self.params)
-                    score = float(np.exp(min(lp, 0.0)))
-                out.append((s, e, label, score))
-            results.append(out)
+            found += [(b, s, e, label) for s, e, label in spans]
+        probs = np.ones(len(found))
+        if scores and found:
+            alpha, beta, log_z = forward_backward(emissions, lengths, self.params)
+            rows, starts, ends = (np.array(col) for col in list(zip(*found))[:3])
+            logp = span_log_probs(emissions, alpha, beta, log_z, lengths, padded, rows, starts, ends, self.params)
+            probs = np.exp(np.minimum(logp, 0.0))
+        results: list[list[tuple[int, int, str, float]]] = [[] for _ in range(len(padded))]
+        for (b, s, e, label), prob in zip(found, probs):
+            results[b].append((s, e, label, float(prob)))
         return results
 
 

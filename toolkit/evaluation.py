@@ -126,7 +126,7 @@ def load_split(dataset: str | dict, data_root: str | None = None, limit: int | N
     return kept, {"excluded": len(examples) - len(kept), "exclude": exclude}
 
 
-def _pipeline(model_or_path, task: str | None, spec: str, batch_size: int, progress: bool) -> tuple[Any, str, str]:
+def _pipeline(model_or_path, task: str | None, spec: str, batch_size: int | None, progress: bool) -> tuple[Any, str, str]:
     """``(one-task pipeline, model name, task)`` for a loaded model, a model folder or a registered name."""
     from .model import MultiTaskModel
 
@@ -162,7 +162,7 @@ def evaluate(
     task: str | None = None,
     data_root: str | None = None,
     limit: int | None = None,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     progress: bool = True,
     exclude: str | dict | None = None,
     runtime: Literal["torch", "onnx"] = "torch",
@@ -173,6 +173,10 @@ def evaluate(
 
     ``exclude`` names another split (e.g. ``"chnsenticorp:train"``): examples whose text occurs
     there are left out, for a score free of train/test leakage.
+
+    ``batch_size`` defaults to the pipeline's (:data:`toolkit.pipeline.BATCH_SIZE`), so the score is
+    what :func:`toolkit.load` users get: int8 activation scales are computed per batch, so int8
+    predictions depend a little on which texts share a batch.
 
     ``runtime="onnx"`` scores the ONNX Runtime pipeline of :func:`toolkit.load` (exported on first
     use), ``quantize="int8"`` its int8 graph; a loaded ``MultiTaskModel`` runs on torch only. The
@@ -195,7 +199,7 @@ def compare_runtimes(
     runtimes: Sequence[str] = ("torch", "onnx"),
     data_root: str | None = None,
     limit: int | None = None,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     progress: bool = True,
     exclude: str | dict | None = None,
 ) -> dict[str, Any]:

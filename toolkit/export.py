@@ -65,8 +65,9 @@ INT8_OPS = ["MatMul"]  # embeddings (Gather) and the tiny head Gemms stay fp32: 
 # MatMul nodes kept in fp32 in the int8 graph (regular expressions on node names): the heads'
 # projections (they cost nothing and feed the CRF directly) and every layer's two output projections
 # (attention output and FFN output). Measured on the shipped model (benchmarks/results/int8_layers.md):
-# all-int8 loses up to 0.55 points; this loses at most 0.23 to 0.35 points (batch-dependent: the
-# activation scales are per batch) and runs about 25% slower than all-int8, 30% faster than fp32.
+# all-int8 loses up to 0.55 points; this loses at most 0.23 on each registered split at the default
+# batch of 32 (batch-dependent: the activation scales are per batch; benchmarks/results/accuracy.md)
+# and runs about 25% slower than all-int8, 30-40% faster than fp32 (benchmarks/results/speed.md).
 INT8_KEEP_FP32: tuple[str, ...] = (r"^/model/(?!encoder/)", r"/output/dense/MatMul$")
 
 

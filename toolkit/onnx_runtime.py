@@ -168,7 +168,7 @@ def onnx_pipeline(
     tasks: str | Sequence[str] | None = None,
     quantize: Literal["int8"] | None = None,
     threads: int = 2,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     progress: bool = False,
     export: bool = True,
     graph: str | Path | None = None,

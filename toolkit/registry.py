@@ -37,9 +37,14 @@ MODELS: dict[str, dict[str, Any]] = {
         "description": "medical question pairs: same meaning 1 / different 0 (CHIP-STS)",
         "eval": [{"task": "similarity_medical", "dataset": "chip-sts:dev"}],
     },
+    "ner-medical-small": {
+        "path": "ner-medical-small", "tasks": ["ner_medical"],
+        "description": "ner-medical on a 2-layer encoder: same labels, for bulk jobs on CPU (speed_small.md)",
+        "eval": [{"task": "ner_medical", "dataset": "cmeee:dev"}],
+    },
     "zh-multitask": {
         "path": _JOINT, "tasks": None,
-        "description": "all four heads above on one encoder pass",
+        "description": "ner-medical, ner-general, sentiment and similarity-medical in one encoder pass",
         "eval": [],
     },
 }

@@ -19,6 +19,7 @@ Example:
 """
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from typing import Iterable, Literal, Sequence
 
@@ -53,6 +54,7 @@ def tag_set(labels: Iterable[str], scheme: Scheme = "BIO") -> list[str]:
     return ["O"] + [f"{p}-{label}" for label in labels for p in order]
 
 
+@functools.lru_cache(maxsize=4096)  # called once per token when decoding: tag sets are small
 def parse_tag(tag: str, scheme: Scheme) -> tuple[str | None, str | None]:
     """Split ``tag`` into ``(role, label)``; ``("O", None)`` gives ``(None, None)``.
 
