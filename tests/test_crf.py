@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from toolkit.crf import CRFParams, forward_backward, span_log_prob, viterbi
+from toolkit.crf import CRFParams, forward_backward, span_log_probs, viterbi
 from toolkit.decoding import TagDecoder
 from toolkit.tags import is_valid, parse_tag, tag_set, tags_to_spans, transition_mask
 
@@ -108,7 +108,7 @@ def test_entity_score_is_the_exact_probability(scheme):
     for seq in likely:
         for s, e, label in tags_to_spans([tags[i] for i in seq], scheme)[0]:
             exact = sum(pr for other, pr in probs.items() if (s, e, label) in tags_to_spans([tags[i] for i in other], scheme)[0])
-            got = np.exp(span_log_prob(em, alpha[0], beta[0], lz[0], L, np.array(seq), s, e, p))
+            got = np.exp(span_log_probs(em[None], alpha, beta, lz, np.array([L]), np.array([seq]), [0], [s], [e], p)[0])
             assert np.isclose(got, exact, atol=1e-6)
             checked += 1
     assert checked >= 5

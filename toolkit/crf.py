@@ -178,15 +178,3 @@ def span_log_probs(
     leave = _logsumexp(np.where(p.continues[None], NEG, nxt), axis=1)
     score += np.where(ends >= np.asarray(lengths)[rows], p.end[last_tag], leave)
     return score - np.asarray(log_z)[rows]
-
-
-def span_log_prob(
-    emissions: np.ndarray, alpha: np.ndarray, beta: np.ndarray, log_z: float, length: int, tags: np.ndarray, s: int, e: int, p: CRFParams
-) -> float:
-    """:func:`span_log_probs` for one entity of one sequence (``emissions[L, T]``, ``alpha``/``beta``
-    likewise, ``tags[L]``)."""
-    tags = np.asarray(tags, dtype=np.int64)
-    padded = np.zeros(emissions.shape[0], dtype=np.int64)
-    padded[: len(tags)] = tags
-    out = span_log_probs(emissions[None], alpha[None], beta[None], np.array([log_z]), np.array([length]), padded[None], [0], [s], [e], p)
-    return float(out[0])
