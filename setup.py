@@ -1,8 +1,10 @@
 """Install with ``pip install -e .`` (add ``[dev]`` for the tests, ``[onnx]`` for ONNX Runtime,
 ``[bench]`` for the plots and third-party baselines in ``benchmarks/``).
 
-PyTorch is pinned to the CPU release this project is tested with: an unpinned ``torch`` pulls the
-multi-gigabyte CUDA build on machines that have no GPU.
+PyTorch is a range, not a pin, so the torch a user already has (CPU or CUDA build) stays. Which
+build pip installs is chosen by the index, not by this file: the README shows PyTorch's CPU-only
+install for machines without a GPU (the plain PyPI wheel pulls the multi-gigabyte CUDA build).
+Tested with torch 2.13.0 (CPU).
 """
 from pathlib import Path
 
@@ -21,7 +23,7 @@ setup(
     packages=find_packages(include=["toolkit", "toolkit.*"]),
     package_data={"toolkit": ["py.typed"]},
     install_requires=[
-        "torch==2.13.0",
+        "torch>=2.2,<3",
         "transformers>=4.45",
         "tokenizers>=0.20",
         "safetensors>=0.4",

@@ -9,8 +9,10 @@ Importing the package is cheap: torch and transformers load on the first :func:`
 """
 from __future__ import annotations
 
+from numbers import Integral
 from typing import TYPE_CHECKING, Literal, Sequence
 
+from .errors import InputError, RuntimeUnavailableError
 from .registry import list_models
 from .version import __version__
 
@@ -28,7 +30,7 @@ def load(
     progress: bool = False,
     runtime: Literal["torch", "onnx"] = "torch",
     quantize: Literal["int8"] | None = None,
-    threads: int = 2,
+    threads: int | None = None,
 ) -> "TextPipeline | PairPipeline | MultiTaskPipeline":
     """A ready pipeline for a registered model name or a model folder. Never downloads anything.
 
@@ -42,7 +44,16 @@ def load(
         runtime: ``"torch"``, or ``"onnx"`` for ONNX Runtime on CPU (same results, faster, no torch
             import once the folder has an export; the first use exports it, see :mod:`toolkit.export`).
         quantize: ``"int8"`` runs the dynamically quantised graph (``runtime="onnx"`` only).
-        threads: ONNX Runtime intra-op threads (``runtime="onnx"`` only; inter-op is 1).
+        threads: CPU threads for inference. ``runtime="onnx"``: the session's intra-op threads
+            (inter-op is 1; default 2), private to this pipeline. ``runtime="torch"``: calls
+            ``torch.set_num_threads(threads)``, which is **process-wide**: it applies to every torch
+            model of the process, loaded before or after (default: leave torch's setting alone,
+            one thread per core). On a CPU shared with other processes, fewer threads than cores
+            can be several times faster.
+
+    Raises :class:`~toolkit.errors.InputError` for a ``batch_size`` or ``threads`` that is not a
+    positive integer, and :class:`~toolkit.errors.RuntimeUnavailableError` for a device this
+    installation cannot use (``"cuda"`` on a CPU-only PyTorch build or without a GPU).
 
     Returns a callable: ``str -> list[Entity]`` for a NER model, ``str -> {label, score, scores}``
     for a classifier, ``(a, b) -> {label, score, scores}`` for a matcher; a model with text and pair
@@ -54,12 +65,15 @@ def load(
         >>> [(e.text, e.label) for e in tk("既往有2型糖尿病史")]  # doctest: +SKIP
         [('2型糖尿病', 'dis')]
     """
+    for option, value in (("batch_size", batch_size), ("threads", threads)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, Integral) or value < 1):
+            raise InputError(f"{option} must be a positive integer (or None for the default), got {value!r}")
     if runtime == "onnx":
         if device != "cpu":
             raise ValueError(f"runtime='onnx' runs on the CPU only; use device='cpu' or runtime='torch' for {device!r}")
         from .onnx_runtime import onnx_pipeline
 
-        return onnx_pipeline(name_or_path, tasks, quantize=quantize, threads=threads, batch_size=batch_size, progress=progress)
+        return onnx_pipeline(name_or_path, tasks, quantize=quantize, threads=int(threads or 2), batch_size=batch_size, progress=progress)
     if runtime != "torch":
         raise ValueError(f"unknown runtime {runtime!r}; available: 'torch', 'onnx'")
     if quantize is not None:
@@ -68,8 +82,39 @@ def load(
     from .pipeline import build_pipeline
     from .registry import resolve
 
+    check_device(device)
     path, selected = resolve(name_or_path)
     if tasks is not None:
         selected = [tasks] if isinstance(tasks, str) else list(tasks)
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(int(threads))
     model = MultiTaskModel.load(path, tasks=selected)
     return build_pipeline(model, selected, device=device, batch_size=batch_size, progress=progress)
+
+
+def check_device(device: str) -> None:
+    """Raise :class:`~toolkit.errors.RuntimeUnavailableError` unless PyTorch can run on ``device``.
+
+    >>> check_device("cpu")
+    """
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise RuntimeUnavailableError(f"invalid device {device!r}: use 'cpu', 'cuda' or 'cuda:N'") from err
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            build = "a CPU-only PyTorch build" if torch.version.cuda is None else "a CUDA build of PyTorch, but no GPU is visible"
+            raise RuntimeUnavailableError(f"device {device!r} asked for, but this is {build} (torch {torch.__version__}): "
+                                          "use --device cpu (device='cpu'), or install a CUDA build of PyTorch "
+                                          "(https://pytorch.org/get-started/locally/) on a machine with an NVIDIA GPU")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise RuntimeUnavailableError(f"device {device!r} asked for, but only {torch.cuda.device_count()} GPU(s) are visible: "
+                                          f"use cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise RuntimeUnavailableError(f"device {device!r} asked for, but MPS is not available here: use --device cpu")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise RuntimeUnavailableError(f"device {device!r} is not supported: use 'cpu', 'cuda' or 'cuda:N'")

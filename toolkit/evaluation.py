@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from .data.validation import example_key
+from .errors import InputError
 from .metrics import classification_scores, span_prf
 from .pipeline import build_pipeline
 
@@ -126,7 +127,7 @@ def load_split(dataset: str | dict, data_root: str | None = None, limit: int | N
     return kept, {"excluded": len(examples) - len(kept), "exclude": exclude}
 
 
-def _pipeline(model_or_path, task: str | None, spec: str, batch_size: int | None, progress: bool) -> tuple[Any, str, str]:
+def _pipeline(model_or_path, task: str | None, spec: str, batch_size: int | None, progress: bool, threads: int | None = None) -> tuple[Any, str, str]:
     """``(one-task pipeline, model name, task)`` for a loaded model, a model folder or a registered name."""
     from .model import MultiTaskModel
 
@@ -134,17 +135,58 @@ def _pipeline(model_or_path, task: str | None, spec: str, batch_size: int | None
     if isinstance(model_or_path, MultiTaskModel):
         if runtime != "torch":
             raise ValueError(f"runtime {spec!r} needs the model's folder (or registered name), not a loaded MultiTaskModel")
+        if threads is not None:
+            import torch
+
+            torch.set_num_threads(threads)
         task = _pick_task(task, None, model_or_path.tasks)
         return build_pipeline(model_or_path, [task], batch_size=batch_size, progress=progress), model_or_path.name, task
     from . import load
+
+    path, manifest, task = _model_task(model_or_path, task)
+    pipe = load(str(path), tasks=[task], runtime=runtime, quantize=quantize, batch_size=batch_size, progress=progress, threads=threads)  # type: ignore[arg-type]
+    return pipe, manifest.name, task
+
+
+def _model_task(model: str, task: str | None):
+    """``(folder, manifest, task)`` of a model folder or registered name and the task to score."""
     from .manifest import Manifest
     from .registry import resolve
 
-    path, selected = resolve(model_or_path)
+    path, selected = resolve(model)
     manifest = Manifest.read(path)
-    task = manifest.select([_pick_task(task, selected, list(manifest.tasks))])[0]
-    pipe = load(str(path), tasks=[task], runtime=runtime, quantize=quantize, batch_size=batch_size, progress=progress)  # type: ignore[arg-type]
-    return pipe, manifest.name, task
+    return path, manifest, manifest.select([_pick_task(task, selected, list(manifest.tasks))])[0]
+
+
+def data_reference(model, dataset: str, task: str | None = None, format: str | None = None,
+                   options: dict[str, Any] | None = None) -> str | dict[str, Any]:
+    """What :func:`evaluate` takes for ``dataset``: a catalogue id stays as it is; a file (or any
+    ``dataset`` with ``format``) becomes ``{"path", "format", **options}``, the format guessed from
+    the file's extension and the head kind of ``task`` when not given.
+
+    Example:
+        >>> data_reference("ner-medical", "cmeee:dev")
+        'cmeee:dev'
+        >>> data_reference("ner-medical", "my_test.bio", format="columns", options={"scheme": "BIO"})
+        {'path': 'my_test.bio', 'format': 'columns', 'scheme': 'BIO'}
+    """
+    from pathlib import Path
+
+    if not format and not Path(dataset).is_file():
+        if options:
+            raise InputError(f"reader options {sorted(options)} apply to a file, and {dataset!r} is not one: give the path of your file")
+        return dataset
+    if not format:
+        from .finetune import HEAD_KIND, guess_format
+
+        if isinstance(model, str):
+            _, manifest, task = _model_task(model, task)
+            kind = manifest.tasks[task].kind
+        else:
+            kind = model.heads[_pick_task(task, None, model.tasks)].kind
+        format = guess_format({v: k for k, v in HEAD_KIND.items()}[kind], dataset)  # type: ignore[arg-type]
+        logger.info("reading %s as %s", dataset, format)
+    return {"path": str(dataset), "format": format, **(options or {})}
 
 
 def _pick_task(task: str | None, selected: list[str] | None, tasks: list[str]) -> str:
@@ -167,6 +209,7 @@ def evaluate(
     exclude: str | dict | None = None,
     runtime: Literal["torch", "onnx"] = "torch",
     quantize: Literal["int8"] | None = None,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """Evaluate a model folder / registered name (or a loaded model) on a catalogue split
     (``"cmeee:dev"``) or a file (``{"path": ..., "format": ...}``, see :func:`toolkit.recipe.load_examples`).
@@ -180,14 +223,15 @@ def evaluate(
 
     ``runtime="onnx"`` scores the ONNX Runtime pipeline of :func:`toolkit.load` (exported on first
     use), ``quantize="int8"`` its int8 graph; a loaded ``MultiTaskModel`` runs on torch only. The
-    result's ``"runtime"`` says which ran (``"torch"``, ``"onnx"``, ``"onnx-int8"``).
+    result's ``"runtime"`` says which ran (``"torch"``, ``"onnx"``, ``"onnx-int8"``). ``threads``: as in
+    :func:`toolkit.load` (for torch, ``torch.set_num_threads``, process-wide).
 
     Example:
         >>> evaluate("path/to/model", "msra:test", task="ner_general", runtime="onnx", quantize="int8")["main"]  # doctest: +SKIP
         0.9102
     """
     spec = runtime_spec(runtime, quantize)
-    pipe, name, task = _pipeline(model_or_path, task, spec, batch_size, progress)
+    pipe, name, task = _pipeline(model_or_path, task, spec, batch_size, progress, threads)
     examples, extra = load_split(dataset, data_root, limit, exclude)
     return {"model": name, "task": task, "dataset": dataset, "runtime": spec, **extra, **evaluate_pipeline(pipe, task, examples)}
 
@@ -202,6 +246,7 @@ def compare_runtimes(
     batch_size: int | None = None,
     progress: bool = True,
     exclude: str | dict | None = None,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """Score one split on several runtimes (specs from :data:`RUNTIMES`) and compare their predictions.
 
@@ -227,7 +272,7 @@ def compare_runtimes(
     predictions: dict[str, list] = {}
     name = None
     for spec in specs:
-        pipe, name, task = _pipeline(model_or_path, task, spec, batch_size, progress)
+        pipe, name, task = _pipeline(model_or_path, task, spec, batch_size, progress, threads)
         result = evaluate_pipeline(pipe, task, examples, keep_predictions=True)
         predictions[spec] = result.pop("predictions")
         results[spec] = {"model": name, "task": task, "dataset": dataset, "runtime": spec, **extra, **result}

@@ -11,7 +11,7 @@ Where the graphs live
 Inside the model folder, ``<folder>/onnx/``::
 
     onnx/model.onnx        fp32 graph (opset 17)
-    onnx/model.int8.onnx   ONNX Runtime dynamic int8 (int8 weights of every MatMul), on demand
+    onnx/model.int8.onnx   int8 weights, activations quantised per row (see below), on demand
     onnx/export.json       toolkit version, opset, quantisation, sha256 of the source files
 
 so a folder stays self-contained: copy it and its runtime goes with it, and a shipped folder can carry
@@ -27,6 +27,9 @@ edited folder) is stale: :func:`find_export` ignores it and :func:`export_onnx` 
 version is recorded but does not invalidate an export; :data:`EXPORT_FORMAT` is bumped instead when
 the graph's contract changes.
 
+The int8 graph (:func:`toolkit.quantization.quantize_int8`, per-row activation scales) records its
+own :data:`~toolkit.quantization.INT8_FORMAT`; one of another format is redone from the fp32 graph.
+
 Example:
     >>> export_onnx("path/to/model-folder", quantize="int8")  # doctest: +SKIP
     PosixPath('path/to/model-folder/onnx/model.int8.onnx')
@@ -37,11 +40,9 @@ import hashlib
 import json
 import logging
 import os
-import re
 import tempfile
 import threading
 import warnings
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -50,6 +51,7 @@ import numpy as np
 from .files import file_sha256, toolkit_home
 from .manifest import Manifest
 from .onnx_runtime import require
+from .quantization import INT8_FORMAT, INT8_KEEP_FP32, INT8_OPS, quantize_int8  # noqa: F401  (INT8_OPS: re-exported)
 from .registry import HEAD_INPUT
 from .version import __version__
 
@@ -61,14 +63,6 @@ EXPORT_FORMAT = 2  # 2: int8 weights per channel; bump when the graph's inputs/o
 ONNX_DIR = "onnx"
 RECORD = "export.json"
 GRAPHS = {None: "model.onnx", "int8": "model.int8.onnx"}
-INT8_OPS = ["MatMul"]  # embeddings (Gather) and the tiny head Gemms stay fp32: they cost little time
-# MatMul nodes kept in fp32 in the int8 graph (regular expressions on node names): the heads'
-# projections (they cost nothing and feed the CRF directly) and every layer's two output projections
-# (attention output and FFN output). Measured on the shipped model (benchmarks/results/int8_layers.md):
-# all-int8 loses up to 0.55 points; this loses at most 0.23 on each registered split at the default
-# batch of 32 (batch-dependent: the activation scales are per batch; benchmarks/results/accuracy.md)
-# and runs about 25% slower than all-int8, 30-40% faster than fp32 (benchmarks/results/speed.md).
-INT8_KEEP_FP32: tuple[str, ...] = (r"^/model/(?!encoder/)", r"/output/dense/MatMul$")
 
 
 # ------------------------------------------------------------------ locations and records (no torch)
@@ -115,8 +109,8 @@ def _current(record: dict[str, Any] | None, fp: dict[str, Any], directory: Path,
     if record.get("sources") != fp["sources"] or record.get("tasks") != fp["tasks"]:
         return False
     graph = record.get("graphs", {}).get(quantize or "fp32")
-    if quantize and graph and graph.get("quantization", {}).get("keep_fp32") != list(INT8_KEEP_FP32):
-        return False  # quantised with other settings
+    if quantize and graph and (graph.get("int8_format") != INT8_FORMAT or graph.get("quantization", {}).get("keep_fp32") != list(INT8_KEEP_FP32)):
+        return False  # quantised by an older toolkit (per-batch activation scales) or with other settings
     path = directory / GRAPHS[quantize]
     return bool(graph) and path.is_file() and path.stat().st_size == graph.get("bytes")
 
@@ -304,35 +298,4 @@ def _export_fp32(folder: Path, path: Path, opset: int) -> dict[str, Any]:
         "inputs": list(runner.inputs),  # an encoder without token types has no token_type_ids input
         "outputs": {t: model.task_kind(t) for t in tasks},
         "graphs": {"fp32": {"file": path.name, "bytes": path.stat().st_size, "sha256": file_sha256(path), "max_abs_diff_vs_torch": diff}},
-    }
-
-
-def quantize_int8(src: str | Path, dst: str | Path, keep_fp32: Sequence[str] = INT8_KEEP_FP32) -> dict[str, Any]:
-    """ONNX Runtime dynamic quantisation of the graph ``src`` into ``dst``: int8 weights (one scale
-    per output channel), uint8 activations quantised per batch; MatMul nodes whose name matches a
-    pattern of ``keep_fp32`` stay fp32. Returns the record of the new graph."""
-    onnx = require("onnx")
-    require("onnxruntime")
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    src, dst = Path(src), Path(dst)
-    names = [n.name for n in onnx.load(str(src), load_external_data=False).graph.node if n.op_type in INT8_OPS]
-    keep = [n for n in names if any(re.search(p, n) for p in keep_fp32)]
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    logger.info("quantising %s to int8 (%d of %d MatMuls kept in fp32)", src, len(keep), len(names))
-    quantize_dynamic(
-        str(src),
-        str(tmp),
-        weight_type=QuantType.QInt8,
-        op_types_to_quantize=INT8_OPS,
-        per_channel=True,  # one scale per output column; one per tensor cost ~4 F1 on CMeEE dev here
-        nodes_to_exclude=keep,
-        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},  # else shape inference can fail
-    )
-    os.replace(tmp, dst)
-    return {
-        "file": dst.name,
-        "bytes": dst.stat().st_size,
-        "sha256": file_sha256(dst),
-        "quantization": {"method": "onnxruntime.quantize_dynamic", "weights": "int8 per channel", "activations": "uint8 (dynamic)", "ops": INT8_OPS, "keep_fp32": list(keep_fp32), "kept_fp32": keep},
     }

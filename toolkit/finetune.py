@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import shlex
+import shutil
 from collections import Counter
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import numpy as np
 
@@ -48,16 +51,31 @@ def guess_format(kind: Kind, path: str | Path) -> str:
     raise ValueError(f"cannot tell the format of {path} from its name; pass format= (--format) with one of {sorted(set(FORMATS[kind].values()))}")
 
 
-def default_settings(n_train: int, lengths: list[int]) -> dict[str, Any]:
-    """Epochs, evaluation interval and max length chosen from the data.
+MIN_STEPS = 300  # floor on optimizer updates when the epochs come from the data
+
+
+def default_batch_size(n_train: int) -> int:
+    """8 below 300 training examples, 16 below 2,000, else 32: small data needs many small updates."""
+    return 8 if n_train < 300 else 16 if n_train < 2000 else 32
+
+
+def default_settings(n_train: int, lengths: list[int], batch_size: int | None = None) -> dict[str, Any]:
+    """Batch size, epochs, total steps, evaluation interval and max length chosen from the data.
+
+    Epochs fall with the data size, but never below what gives :data:`MIN_STEPS` updates.
 
     >>> default_settings(800, [30] * 800)["epochs"]
     10
+    >>> {k: default_settings(60, [30] * 60)[k] for k in ("batch_size", "epochs", "steps")}
+    {'batch_size': 8, 'epochs': 38, 'steps': 304}
     """
+    batch_size = batch_size or default_batch_size(n_train)
+    steps_per_epoch = max(1, math.ceil(n_train / batch_size))
     epochs = 10 if n_train < 1000 else 6 if n_train < 5000 else 3 if n_train < 20000 else 2
+    epochs = max(epochs, math.ceil(MIN_STEPS / steps_per_epoch))
     p98 = int(np.percentile(lengths, 98)) if lengths else 64
     max_length = int(min(512, max(32, 32 * int(np.ceil((p98 + 2) / 32)))))
-    return {"epochs": epochs, "max_length": max_length}
+    return {"batch_size": batch_size, "epochs": epochs, "steps": epochs * steps_per_epoch, "eval_every": max(20, steps_per_epoch // 2), "max_length": max_length}
 
 
 def data_report(kind: Kind, train: list, dev: list) -> dict[str, Any]:
@@ -106,7 +124,7 @@ def finetune(
     scheme: str | None = None,
     epochs: float | None = None,
     lr: float | None = None,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     max_length: int | None = None,
     num_layers: int | None = None,
     freeze_encoder: bool = False,
@@ -114,14 +132,24 @@ def finetune(
     holdout: int | None = None,
     progress: bool = True,
     reader_options: dict[str, Any] | None = None,
+    threads: int | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    keep_run: bool = True,
+    on_report: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Train a ``kind`` head on your files and save a model folder at ``out``; returns a summary.
 
     Without ``dev``, ``holdout`` training examples (default: 10%, at most 1,000) select the model.
-    ``reader_options`` go to the reader (e.g. ``{"text_column": "review"}`` for a table).
+    ``reader_options`` go to the reader (e.g. ``{"text_column": "review"}`` for a table). Batch size
+    and epochs default from the data (:func:`default_settings`). The run folder ``OUT.run`` holds the
+    checkpoint and log: ``resume=True`` continues from it, ``keep_run=False`` deletes it after the
+    model is saved; a fresh run over an earlier one needs ``overwrite=True``. ``threads`` sets
+    torch's CPU threads. ``on_report`` receives the data report (:func:`data_report`, plus the
+    chosen ``settings``) before training starts; the CLI prints it.
     """
     from .data.readers import read
-    from .registry import resolve
+    from .registry import MANIFEST, resolve
 
     options = dict(reader_options or {})
     fmt = format or guess_format(kind, train)
@@ -143,32 +171,40 @@ def finetune(
             same = [t for t in (selected or manifest.tasks) if manifest.tasks[t].kind == HEAD_KIND[kind]]
             task = same[0] if len(same) == 1 else kind
             scheme = scheme or (manifest.tasks[task].scheme if task in manifest.tasks else None)
-    texts = [ex.text for ex in train_examples] if kind != "pair" else [ex.text_a + ex.text_b for ex in train_examples]
-    defaults = default_settings(len(train_examples), [len(t) for t in texts])
     if kind == "ner" and scheme is None:
         scheme = "BIO"  # files in any scheme are read into spans; the head's own scheme is a model choice
     n_holdout = 0
     if not dev:
         n_holdout = holdout if holdout is not None else min(1000, max(1, len(train_examples) // 10))
+    texts = [ex.text for ex in train_examples] if kind != "pair" else [ex.text_a + ex.text_b for ex in train_examples]
+    defaults = default_settings(max(1, len(train_examples) - n_holdout), [len(t) for t in texts], batch_size)
     out = Path(out)
+    run_dir = out.parent / f"{out.name}.run"
+    settings = TrainSettings(epochs=epochs or defaults["epochs"], lr=lr or 1e-4, batch_size=defaults["batch_size"], freeze_encoder=freeze_encoder,
+                             max_minutes=max_minutes, patience=3, eval_every=defaults["eval_every"], threads=threads)
     recipe = Recipe(
         name=out.name,
         encoder=start if not continuing else "",
         from_model=start if continuing else None,
-        out=str(out.parent / f"{out.name}.run"),
+        out=str(run_dir),
         model_out=str(out),
         max_length=max_length or (None if continuing else defaults["max_length"]),
         num_layers=num_layers,
         tasks={task: TaskRecipe(kind=HEAD_KIND[kind], train={"path": str(train), "format": fmt, **options}, dev={"path": str(dev), "format": dev_fmt, **options} if dev else None, scheme=scheme if kind == "ner" else None, holdout=n_holdout, options=CLASSIFIER_OPTIONS if kind == "cls" else {})},
-        train=TrainSettings(epochs=epochs or defaults["epochs"], lr=lr or 1e-4, batch_size=batch_size, freeze_encoder=freeze_encoder, max_minutes=max_minutes, patience=3, eval_every=10**9),
-        licence="the licence of your training data",
+        train=settings,
+        command=_command(kind, train, dev, start, out, format=format, task=task if task != kind else None, scheme=scheme if scheme != "BIO" else None, epochs=epochs, lr=lr,
+                         batch_size=batch_size, max_length=max_length, num_layers=num_layers, freeze_encoder=freeze_encoder, max_minutes=max_minutes, option=options),
     )
-    steps_per_epoch = max(1, (len(train_examples) - n_holdout) // batch_size)
-    recipe.train.eval_every = max(20, steps_per_epoch // 2)
-    logger.info("fine-tuning %s head %r from %s: %s", kind, task, start, json.dumps({"epochs": recipe.train.epochs, "max_length": recipe.max_length, "lr": recipe.train.lr}))
-    from .training import train as run
+    recipe.check()
+    steps = math.ceil(settings.epochs * math.ceil((len(train_examples) - n_holdout) / settings.batch_size))
+    report["settings"] = {"batch_size": settings.batch_size, "epochs": settings.epochs, "steps": steps, "eval_every": settings.eval_every, "max_length": recipe.max_length or "the --from model's", "lr": settings.lr,
+                          "chosen_from_data": [k for k, given in (("batch_size", batch_size), ("epochs", epochs), ("max_length", max_length or continuing)) if not given]}
+    logger.info("fine-tuning %s head %r from %s; data report: %s", kind, task, start, json.dumps(report, ensure_ascii=False))
+    if on_report is not None:
+        on_report(report)
+    from .training import folder_mb, train as run
 
-    summary = run(recipe, progress=progress)
+    summary = run(recipe, resume=resume, progress=progress, overwrite=overwrite)
     best = max(summary["history"], key=lambda h: h["mean"]) if summary["history"] else {}
     result = {
         "model": str(out),
@@ -178,16 +214,60 @@ def finetune(
         "steps": summary["steps"],
         "minutes": summary["minutes"],
         "stopped_by": summary["stopped_by"],
+        "resumed_from": summary["resumed_from"],
         "load": f"toolkit.load({str(out)!r})",
+        "run": str(run_dir),
     }
-    (out.parent / f"{out.name}.run" / "finetune.json").write_text(json.dumps(result, ensure_ascii=False, indent=2), encoding="utf-8")
+    (run_dir / "finetune.json").write_text(json.dumps(result, ensure_ascii=False, indent=2), encoding="utf-8")
+    if not keep_run and (out / MANIFEST).is_file():
+        shutil.rmtree(run_dir)
+        logger.info("removed the run folder %s (keep_run=False)", run_dir)
+        result["run"] = None
+    else:
+        result["run_mb"] = folder_mb(run_dir)
     return result
 
 
+def _command(kind: str, train: str | Path, dev: str | Path | None, start: str, out: Path, option: dict[str, Any], **given: Any) -> str:
+    """The ``toolkit train`` command line equivalent to a :func:`finetune` call (for the model card)."""
+    words = ["toolkit", "train", kind, "--train", str(train)] + (["--dev", str(dev)] if dev else []) + ["--from", start, "--out", str(out)]
+    for key, value in given.items():
+        if value is True:
+            words.append("--" + key.replace("_", "-"))
+        elif value not in (None, False):
+            words += ["--" + key.replace("_", "-"), str(value)]
+    for key, value in option.items():
+        words += ["--option", f"{key}={value}"]
+    return shlex.join(words)
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """The data report a person reads before training: counts, labels, what needs a look, settings."""
+    lines = [f"data: {report['train_examples']} training examples, {report['dev_examples']} dev examples"]
+    lines.append("train labels: " + (", ".join(f"{k} {v}" for k, v in report["train_labels"].items()) or "none"))
+    if report["dev_examples"]:
+        lines.append("dev labels:   " + (", ".join(f"{k} {v}" for k, v in report["dev_labels"].items()) or "none"))
+    if report["labels_only_in_dev"]:
+        lines.append(f"labels only in dev (the model cannot predict them): {', '.join(report['labels_only_in_dev'])}")
+    lines.append(f"duplicate texts in train: {report['duplicates_in_train']}   dev texts also in train: {report['train_dev_overlap']}")
+    for name in ("train_reader", "dev_reader"):
+        rep = report.get(name)
+        for title in ("repaired", "skipped") if rep else ():
+            for problem, n in rep[title].items():
+                where = ", ".join(rep["where"].get(problem, [])[:3])
+                lines.append(f"{rep['source']}: {title} {n} x {problem}" + (f" ({where})" if where else ""))
+    st = report.get("settings")
+    if st:
+        chosen = f" (from the data: {', '.join(st['chosen_from_data'])})" if st["chosen_from_data"] else ""
+        lines.append(f"training: batch size {st['batch_size']}, {st['epochs']:g} epochs = {st['steps']} steps, evaluation every {st['eval_every']} steps, max length {st['max_length']}, lr {st['lr']:g}{chosen}")
+    return "\n".join(lines)
+
+
 def format_summary(result: dict[str, Any]) -> str:
-    """The end-of-training summary a person reads: per-type P/R/F1, where the model is, how to load it."""
+    """The end-of-training summary a person reads: per-type P/R/F1, where the model and the run folder are, how to load it."""
     dev = result["dev"]
-    lines = [f"saved: {result['model']}   ({result['steps']} steps, {result['minutes']} min, stopped by {result['stopped_by']})"]
+    resumed = f", resumed at step {result['resumed_from']}" if result.get("resumed_from") is not None else ""
+    lines = [f"saved: {result['model']}   ({result['steps']} steps{resumed}, {result['minutes']} min, stopped by {result['stopped_by']})"]
     if "per_type" in dev:
         lines.append(f"{'type':<16}{'P':>8}{'R':>8}{'F1':>8}{'support':>9}")
         for label, s in dev["per_type"].items():
@@ -197,4 +277,6 @@ def format_summary(result: dict[str, Any]) -> str:
     elif dev:
         lines.append(f"accuracy {100 * dev['accuracy']:.2f}   macro-F1 {100 * dev['macro_f1']:.2f}   (n={dev['n']})")
     lines.append(f"load it with: {result['load']}")
+    if result.get("run"):
+        lines.append(f"run folder: {result['run']} ({result.get('run_mb', '?')} MB: checkpoint for --resume, training log); delete it when done, or pass --no-keep-run next time")
     return "\n".join(lines)

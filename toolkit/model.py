@@ -8,6 +8,8 @@ A model folder::
     README.md                 model card
 
 No pickle anywhere: weights are safetensors, the manifest is YAML read with ``yaml.safe_load``.
+Saving is atomic and loading verifies the folder first (checksums, paths, file types): see
+:mod:`toolkit.folder`.
 
 Example:
     >>> model = MultiTaskModel.load("pretrained/zh-multitask")  # doctest: +SKIP
@@ -23,6 +25,7 @@ import torch
 from torch import nn
 
 from .encoder import Encoder
+from .folder import atomic_folder, check_shapes, load_safetensors, verify
 from .heads.base import Head
 from .manifest import Manifest, TaskSpec
 from .normalize import NormalizationConfig
@@ -116,42 +119,50 @@ class MultiTaskModel(nn.Module):
         return Manifest(name=self.name, max_length=self.max_length, normalization=self.normalization, tasks=tasks)
 
     def save(self, path: str | Path, dtype: torch.dtype = torch.float16, card: str | None = None) -> Path:
-        """Write the model folder (see module docstring); returns its path.
+        """Write the model folder (see module docstring) atomically; returns its path.
 
+        Everything is written into a hidden sibling folder, the manifest (with the checksums of the
+        other files) last, then swapped in (:func:`toolkit.folder.atomic_folder`): an interrupted save
+        leaves the previous folder, never a mix. ``path`` must be new, empty or a model folder.
         ``card`` is the model card's Markdown; a short generated one is written when it is ``None``.
         """
         from safetensors.torch import save_file
 
         path = Path(path)
-        (path / "heads").mkdir(parents=True, exist_ok=True)
         manifest = self.manifest()
-        self.encoder.save(path / manifest.encoder, dtype=dtype)
-        self.tokenizer.save(path / manifest.encoder)
-        for task, head in self.heads.items():
-            state = {k: v.detach().to(dtype).contiguous() for k, v in head.state_dict().items()}
-            save_file(state, str(path / manifest.tasks[task].weights), metadata={"task": task, "kind": head.kind})
-        manifest.write(path)
-        (path / "README.md").write_text(card or manifest.default_card(), encoding="utf-8")
+        with atomic_folder(path) as tmp:
+            (tmp / "heads").mkdir(parents=True, exist_ok=True)
+            self.encoder.save(tmp / manifest.encoder, dtype=dtype)
+            self.tokenizer.save(tmp / manifest.encoder)
+            for task, head in self.heads.items():
+                state = {k: v.detach().to(dtype).contiguous() for k, v in head.state_dict().items()}
+                save_file(state, str(tmp / manifest.tasks[task].weights), metadata={"task": task, "kind": head.kind})
+            (tmp / "README.md").write_text(card or manifest.default_card(), encoding="utf-8")
+            manifest.write(tmp)
         logger.info("saved model %s to %s", self.name, path)
         return path
 
     @classmethod
     def load(cls, path: str | Path, tasks: Iterable[str] | None = None, attn_implementation: str | None = None) -> "MultiTaskModel":
-        """Load a model folder (only the heads in ``tasks`` when given); in eval mode, fp32."""
-        from safetensors.torch import load_file
+        """Load a model folder (only the heads in ``tasks`` when given); in eval mode, fp32.
 
+        The folder is verified first (:func:`toolkit.folder.verify`): a missing, corrupted, truncated
+        or out-of-folder file is a :class:`~toolkit.errors.ModelFolderError` naming it.
+        """
         path = Path(path)
         manifest = Manifest.read(path)
         wanted = manifest.select(tasks)
+        verify(path, manifest)
         encoder = Encoder.from_pretrained(path / manifest.encoder, attn_implementation=attn_implementation, local_files_only=True)
         tokenizer = TextTokenizer.from_pretrained(path / manifest.encoder)
         heads = {}
         for task in wanted:
             spec = manifest.tasks[task]
             head = spec.build_head(encoder.hidden_size)
-            state = load_file(str(path / spec.weights))
-            state = {k: v.float() for k, v in state.items()}
-            head.load_state_dict(state)
+            state = load_safetensors(path / spec.weights)
+            expected = {k: tuple(v.shape) for k, v in head.state_dict().items()}
+            check_shapes(path / spec.weights, task, expected, {k: tuple(v.shape) for k, v in state.items()})
+            head.load_state_dict({k: v.float() for k, v in state.items()})
             heads[task] = head
         metrics = {t: manifest.tasks[t].metrics for t in wanted}
         model = cls(encoder, tokenizer, heads, manifest.normalization, manifest.max_length, metrics, manifest.name)

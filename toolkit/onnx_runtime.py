@@ -30,6 +30,7 @@ from typing import Any, Literal, Sequence
 import numpy as np
 
 from .decoding import LabelDecoder, TagDecoder
+from .folder import check_shapes, load_safetensors, verify
 from .manifest import Manifest, TaskSpec
 from .tags import check_scheme, tag_set
 from .tokenization import TextTokenizer
@@ -147,12 +148,16 @@ class OnnxRunner:
 def decoder_for(folder: str | Path, spec: TaskSpec) -> TagDecoder | LabelDecoder:
     """The numpy decoder of one head, built from the manifest and (taggers) the head's CRF weights."""
     if spec.kind == "tagger":
-        from safetensors.numpy import load_file
-
-        state = load_file(str(Path(folder) / spec.weights))
+        path = Path(folder) / spec.weights
+        state = load_safetensors(path, framework="numpy")
         scheme = check_scheme(spec.scheme or "BIO")
-        crf = [state[f"crf.{k}"].astype(np.float32) for k in ("transitions", "start_transitions", "end_transitions")]
-        return TagDecoder(tag_set(spec.labels, scheme), scheme, *crf)
+        tags = tag_set(spec.labels, scheme)
+        names = ("transitions", "start_transitions", "end_transitions")
+        shapes = dict(zip(names, [(len(tags), len(tags)), (len(tags),), (len(tags),)]))
+        check_shapes(path, spec.name, {f"crf.{k}": v for k, v in shapes.items()},
+                     {f"crf.{k}": tuple(state[f"crf.{k}"].shape) for k in names if f"crf.{k}" in state})
+        crf = [state[f"crf.{k}"].astype(np.float32) for k in names]
+        return TagDecoder(tags, scheme, *crf)
     if spec.kind in ("classifier", "matcher"):
         return LabelDecoder(spec.labels)
     raise ValueError(f"task {spec.name!r}: head kind {spec.kind!r} has no ONNX decoder yet; use runtime='torch'")
@@ -200,6 +205,7 @@ def onnx_pipeline(
         selected = [tasks] if isinstance(tasks, str) else list(tasks)
     manifest = Manifest.read(path)
     wanted = manifest.select(selected)
+    verify(path, manifest)
     if graph is not None:
         graph = Path(graph)
     elif export:

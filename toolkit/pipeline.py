@@ -7,6 +7,15 @@
   run on the whole batch (constrained Viterbi, softmax).
 * ``postprocess`` (per text): merge windows, map token spans to ORIGINAL character offsets.
 
+Input checks and the answers for blank text: :mod:`toolkit.inputs`. Entities never cross a line or
+paragraph break, nor whitespace between two Han characters (``"张三 李四"`` is two names; ``"New
+York"`` and ``"2 mg"`` may be one entity), and never include an emoji or other symbol
+(:func:`toolkit.tokenization.is_symbol`): decoding constraints (:class:`toolkit.decoding.TagDecoder`),
+so each score is the probability of the span returned. Punctuation is left to the model
+(``"COVID-19"``, ``"（左侧）"``, ``"HBsAg+"``: corpora put such marks inside and at the edges of
+entities). A head whose output is not finite (NaN/inf: corrupted weights) raises
+:class:`toolkit.errors.ModelFolderError` naming the model, instead of answering ``score: NaN``.
+
 Every pipeline object is safe to call from several threads at once: a call keeps all its state in
 local variables.
 
@@ -19,13 +28,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
-from typing import Any, Iterable, Protocol, Sequence
+from typing import Any, Iterable, NamedTuple, Protocol, Sequence
 
 import numpy as np
 
+from .decoding import LabelDecoder
+from .errors import ModelFolderError
+from .inputs import check_batch_size, check_max_length, check_text, where
 from .normalize import NormalizationConfig, Normalized, Normalizer
 from .registry import HEAD_INPUT
-from .tokenization import TextTokenizer, Window, make_windows, sentence_breaks, token_types
+from .tokenization import TextTokenizer, Window, entity_breaks, is_symbol, make_windows, sentence_breaks, symbol_tokens, token_types
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +94,18 @@ class _Item:
     ids: np.ndarray
     segments: np.ndarray | None = None
     window: Window | None = None
+    breaks: np.ndarray | None = None  # per word token, see toolkit.tokenization.entity_breaks
+    blocked: np.ndarray | None = None  # per word token, see toolkit.tokenization.symbol_tokens
+
+
+class Features(NamedTuple):
+    """What :meth:`TextPipeline.preprocess` makes of one text (per-token arrays over the whole text)."""
+
+    norm: Normalized
+    offsets: np.ndarray  # [n_tokens, 2] into norm.text
+    windows: list[tuple[Window, np.ndarray]]  # (window, ids with [CLS]/[SEP])
+    breaks: np.ndarray  # [n_tokens] bool: no entity continues into this token
+    blocked: np.ndarray  # [n_tokens] bool: symbol token, never in an entity
 
 
 def is_pair(obj: Any) -> bool:
@@ -95,16 +119,20 @@ def is_pairs(obj: Any) -> bool:
 
 
 class _Base:
-    def __init__(self, tokenizer: TextTokenizer, normalization: NormalizationConfig, max_length: int, heads: dict[str, Any], runner: Runner, batch_size: int | None = None, progress: bool = False) -> None:
+    def __init__(
+        self, tokenizer: TextTokenizer, normalization: NormalizationConfig, max_length: int, heads: dict[str, Any], runner: Runner,
+        batch_size: int | None = None, progress: bool = False, name: str | None = None,
+    ) -> None:
+        self.max_length = check_max_length(max_length)
         self.tokenizer = tokenizer
         self.normalizer = Normalizer(normalization)
-        self.max_length = int(max_length)
         self.kinds = {t: kind for t, (kind, _) in heads.items()}
         self.decoders = {t: dec for t, (_, dec) in heads.items()}
         self.tasks = list(heads)
         self.runner = runner
-        self.batch_size = int(batch_size or BATCH_SIZE)
+        self.batch_size = check_batch_size(batch_size, BATCH_SIZE)
         self.progress = progress
+        self.name = name or str(getattr(runner, "path", "") or "this model")  # for error messages
 
     def _batches(self, items: list[_Item], batch_size: int, progress: bool) -> Iterable[list[int]]:
         order = sorted(range(len(items)), key=lambda i: len(items[i].ids))
@@ -132,7 +160,15 @@ class _Base:
         batch = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
         if any(HEAD_INPUT[self.kinds[t]] == "pair" for t in self.tasks):
             batch["segments"] = segments
-        return self.runner.run(batch, self.tasks)
+        outputs = self.runner.run(batch, self.tasks)
+        for task, out in outputs.items():
+            if not np.isfinite(out).all():  # one check per batch output: corrupted weights give NaN
+                raise ModelFolderError(
+                    f"model {self.name!r}: head {task!r} returned non-finite values (NaN or inf), so the model folder is "
+                    "corrupted (damaged weights). Check it with `toolkit info <folder>`, then re-save it from training "
+                    "or re-download / re-install it."
+                )
+        return outputs
 
     def _check(self, inputs: Any, single: type | tuple) -> tuple[list, bool]:
         if isinstance(inputs, single):
@@ -162,8 +198,10 @@ class TextPipeline(_Base):
 
     Texts longer than the model are split at sentence punctuation, then into overlapping windows;
     entities come back once each, with offsets into the original text. A classifier reads the first
-    ``max_length`` tokens, as it was trained to. Classifiers answer for every text, blank ones too
-    (the model's answer for an empty input); taggers return ``[]`` for blank text.
+    ``max_length`` tokens, as it was trained to. Blank text (no tokens: empty, spaces, invisible
+    characters) is not run through the model: taggers return ``[]``, classifiers the explicit
+    ``{"label": None, "score": None, "scores": {}}``. Entity boundaries and input checks: see the
+    module docstring.
     """
 
     expects = "a str or a list of str"
@@ -173,11 +211,16 @@ class TextPipeline(_Base):
         for i, t in enumerate(texts):
             if not isinstance(t, str):
                 raise TypeError(f"expected {self.expects}, got {type(t).__name__} at position {i}")
+            check_text(t, where(i, single))
+        batch_size = check_batch_size(batch_size, self.batch_size)
         features = self.preprocess_batch(texts)
         every_window = any(self.kinds[t] == "tagger" for t in self.tasks)  # classifiers read only the first
-        items = [_Item(i, ids, window=w) for i, (_, _, windows) in enumerate(features) for w, ids in (windows if every_window else windows[:1])]
+        items = [
+            _Item(i, ids, window=w, breaks=f.breaks[w.start : w.end], blocked=f.blocked[w.start : w.end])
+            for i, f in enumerate(features) if len(f.offsets)  # blank text: nothing to run
+            for w, ids in (f.windows if every_window else f.windows[:1])
+        ]
         found: list[dict[str, list]] = [{t: [] for t in self.tasks} for _ in texts]
-        batch_size = batch_size or self.batch_size
         progress = self.progress if progress is None else progress
         group: list[tuple[list[int], dict[str, np.ndarray]]] = []
 
@@ -198,19 +241,20 @@ class TextPipeline(_Base):
         results = [self.postprocess(f, r) for f, r in zip(features, found)]
         return results[0] if single else results
 
-    def preprocess(self, text: str) -> tuple[Normalized, np.ndarray, list[tuple[Window, np.ndarray]]]:
-        """Normalise, tokenise and window one text: ``(normalized, offsets, [(window, ids)])``."""
+    def preprocess(self, text: str) -> Features:
+        """Normalise, tokenise and window one text; mark the entity boundaries (:class:`Features`)."""
         return self.preprocess_batch([text])[0]
 
-    def preprocess_batch(self, texts: Sequence[str]) -> list[tuple[Normalized, np.ndarray, list[tuple[Window, np.ndarray]]]]:
+    def preprocess_batch(self, texts: Sequence[str]) -> list[Features]:
         """:meth:`preprocess` for many texts, tokenised in one call of the Rust tokenizer."""
         norms = [self.normalizer(t) for t in texts]
         max_tokens = self.max_length - 2
         out = []
         for norm, (ids, offsets) in zip(norms, self.tokenizer.encode([n.text for n in norms])):
-            breaks = sentence_breaks(norm.text, offsets) if len(ids) > max_tokens else ()
-            windows = make_windows(len(ids), max_tokens, breaks)
-            out.append((norm, offsets, [(w, self.tokenizer.with_specials(ids[w.start : w.end])) for w in windows]))
+            cuts = sentence_breaks(norm.text, offsets) if len(ids) > max_tokens else ()
+            windows = make_windows(len(ids), max_tokens, cuts)
+            windows = [(w, self.tokenizer.with_specials(ids[w.start : w.end])) for w in windows]
+            out.append(Features(norm, offsets, windows, entity_breaks(norm, offsets), symbol_tokens(norm.text, offsets)))
         return out
 
     def _decode(self, task: str, out: np.ndarray, items: list[_Item]) -> list[Any]:
@@ -219,16 +263,23 @@ class TextPipeline(_Base):
             width = int(lengths.max())
             if width == 0:
                 return [[] for _ in items]
-            return self.decoders[task].decode(out[:, 1 : 1 + width], lengths)
+            breaks = np.zeros((len(items), width), dtype=bool)
+            blocked = np.zeros((len(items), width), dtype=bool)
+            for row, it in enumerate(items):
+                breaks[row, : lengths[row]] = it.breaks
+                blocked[row, : lengths[row]] = it.blocked
+            return self.decoders[task].decode(out[:, 1 : 1 + width], lengths, breaks=breaks, blocked=blocked)
         return list(out)  # classifier logits; postprocess keeps the first window's
 
-    def postprocess(self, features, found: dict[str, list]) -> Any:
+    def postprocess(self, features: Features, found: dict[str, list]) -> Any:
         """Merge the windows of one text; map entities to original offsets."""
-        norm, offsets, _ = features
+        norm, offsets = features.norm, features.offsets
         result = {}
         for task, pieces in found.items():
             if self.kinds[task] == "tagger":
                 result[task] = self._entities(norm, offsets, pieces)
+            elif not pieces:  # blank text: not run
+                result[task] = LabelDecoder.blank()
             else:
                 logits = min(pieces, key=lambda p: p[0].start)[1]  # the first window, as in training
                 result[task] = self.decoders[task].decode(logits[None])[0]
@@ -239,7 +290,9 @@ class TextPipeline(_Base):
         """Entities from every window, each once: the window that owns its first token reports it.
         When that window cuts the entity at its right edge, the next (overlapping) window completes
         it: with its span of the same start if it sees one, else by joining the part that starts at
-        its own left edge (same label; the score is the lower of the two)."""
+        its own left edge (same label; the score is the lower of the two). A token that mixes
+        letters and symbols (``[UNK]`` for ``"CT😷"``) is trimmed so no entity starts or ends with a
+        symbol."""
         pieces = sorted(pieces, key=lambda p: p[0].start)
         by_window = [{s + w.start: (s + w.start, e + w.start, label, score) for s, e, label, score in spans} for w, spans in pieces]
         entities = []
@@ -256,7 +309,12 @@ class TextPipeline(_Base):
                         if rest[2] == span[2] and rest[1] > window.end:
                             span = (s, rest[1], span[2], min(span[3], rest[3]))
                 _, e, label, score = span
-                start, end = norm.to_original(int(offsets[s, 0]), int(offsets[e - 1, 1]))
+                first, last = int(offsets[s, 0]), int(offsets[e - 1, 1])
+                while last - first > 1 and is_symbol(norm.text[last - 1]):
+                    last -= 1
+                while last - first > 1 and is_symbol(norm.text[first]):
+                    first += 1
+                start, end = norm.to_original(first, last)
                 entities.append(Entity(norm.original[start:end], label, start, end, round(score, 6)))
         entities.sort(key=lambda x: (x.start, x.end))
         return entities
@@ -266,7 +324,9 @@ class PairPipeline(_Base):
     """Runs matcher heads on sentence pairs: ``(a, b)`` or a list of pairs (or ``pipe(a, b)``).
 
     Returns ``{"label", "score", "scores"}`` per pair (``{task: ...}`` with several tasks). Pairs
-    longer than the model are truncated longest-first.
+    longer than the model are truncated longest-first. A pair with a blank side (no tokens) is not
+    run through the model: its result is ``{"label": None, "score": None, "scores": {}}``. Input
+    checks: see the module docstring.
     """
 
     expects = "a pair (a, b) of str or a list of pairs"
@@ -281,14 +341,17 @@ class PairPipeline(_Base):
         for i, p in enumerate(pairs):
             if not is_pair(p):
                 raise TypeError(f"expected {self.expects}; item {i} is {p!r}")
-        items = [_Item(i, ids, seg) for i, (ids, seg) in enumerate(self.preprocess_batch(pairs))]
-        results: list[dict[str, Any]] = [{} for _ in pairs]
+            for side, text in zip("ab", p):
+                check_text(text, f"side {side} of {where(i, single, 'pair')}")
+        batch_size = check_batch_size(batch_size, self.batch_size)
+        encoded = self._encode(pairs)
+        items = [_Item(i, ids, seg) for i, (ids, seg, blank) in enumerate(encoded) if not blank]
+        results: list[dict[str, Any]] = [{t: LabelDecoder.blank() for t in self.tasks} if blank else {} for _, _, blank in encoded]
         progress = self.progress if progress is None else progress
-        batch_size = batch_size or self.batch_size
         for idx in self._batches(items, batch_size, progress and len(items) > batch_size):
             for task, logits in self._forward(items, idx).items():
                 for i, res in zip(idx, self.decoders[task].decode(logits)):
-                    results[i][task] = res
+                    results[items[i].text][task] = res
         results = [r[self.tasks[0]] if len(self.tasks) == 1 else r for r in results]
         return results[0] if single else results
 
@@ -298,8 +361,16 @@ class PairPipeline(_Base):
 
     def preprocess_batch(self, pairs: Sequence[tuple[str, str]]) -> list[tuple[np.ndarray, np.ndarray]]:
         """:meth:`preprocess` for many pairs, tokenised in one call of the Rust tokenizer."""
+        return [(ids, seg) for ids, seg, _ in self._encode(pairs)]
+
+    def _encode(self, pairs: Sequence[tuple[str, str]]) -> list[tuple[np.ndarray, np.ndarray, bool]]:
+        """``(ids, segments, blank)`` per pair; ``blank``: a side has no tokens."""
         encoded = self.tokenizer.encode([self.normalizer(x).text for pair in pairs for x in pair])
-        return [self.tokenizer.pair(encoded[2 * i][0], encoded[2 * i + 1][0], self.max_length) for i in range(len(pairs))]
+        out = []
+        for i in range(len(pairs)):
+            a, b = encoded[2 * i][0], encoded[2 * i + 1][0]
+            out.append((*self.tokenizer.pair(a, b, self.max_length), not (len(a) and len(b))))
+        return out
 
 
 class MultiTaskPipeline:
@@ -329,18 +400,24 @@ class MultiTaskPipeline:
 def build_pipeline(model, tasks: Sequence[str] | None = None, device: str = "cpu", batch_size: int | None = None, progress: bool = False):
     """The pipeline for ``tasks`` of a :class:`toolkit.model.MultiTaskModel` (PyTorch runtime)."""
     tasks = list(tasks) if tasks is not None else model.tasks
+    batch_size = check_batch_size(batch_size, BATCH_SIZE)  # before any work (moving the model to the device)
     runner = TorchRunner(model, device)
     heads = {t: (model.heads[t].kind, model.heads[t].decoder()) for t in tasks}
-    return pipeline_for(model.tokenizer, model.normalization, model.max_length, heads, runner, batch_size, progress)
+    return pipeline_for(model.tokenizer, model.normalization, model.max_length, heads, runner, batch_size, progress, name=model.name)
 
 
-def pipeline_for(tokenizer, normalization, max_length, heads: dict[str, tuple[str, Any]], runner: Runner, batch_size: int | None = None, progress: bool = False):
-    """Text, pair or combined pipeline for ``heads`` (``{task: (kind, decoder)}``) over ``runner``."""
+def pipeline_for(
+    tokenizer, normalization, max_length, heads: dict[str, tuple[str, Any]], runner: Runner, batch_size: int | None = None,
+    progress: bool = False, name: str | None = None,
+):
+    """Text, pair or combined pipeline for ``heads`` (``{task: (kind, decoder)}``) over ``runner``;
+    ``name`` (the model's name or folder) is what error messages call the model."""
     text = {t: h for t, h in heads.items() if HEAD_INPUT[h[0]] == "text"}
     pair = {t: h for t, h in heads.items() if HEAD_INPUT[h[0]] == "pair"}
     args = (tokenizer, normalization, max_length)
+    options = {"batch_size": batch_size, "progress": progress, "name": name}
     if text and pair:
-        return MultiTaskPipeline(TextPipeline(*args, text, runner, batch_size, progress), PairPipeline(*args, pair, runner, batch_size, progress))
+        return MultiTaskPipeline(TextPipeline(*args, text, runner, **options), PairPipeline(*args, pair, runner, **options))
     if pair:
-        return PairPipeline(*args, pair, runner, batch_size, progress)
-    return TextPipeline(*args, text, runner, batch_size, progress)
+        return PairPipeline(*args, pair, runner, **options)
+    return TextPipeline(*args, text, runner, **options)

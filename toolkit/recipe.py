@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from .config import from_dict
+from .config import from_dict, read_yaml
 from .data.examples import NerExample, PairExample, TextExample
 from .encoder import Encoder
 from .features import FeatureReport, ner_features, pair_features, text_features
@@ -70,6 +70,7 @@ class TrainSettings:
     freeze_encoder_steps: int = 0
     unfreeze_steps: int = 0
     seed: int = 42
+    threads: int | None = None  # torch CPU threads for the run (default: torch's); 1-2 when sharing the CPU
 
 
 @dataclass
@@ -102,13 +103,14 @@ class Recipe:
     max_length: int | None = None  # default 128, or the from_model's
     normalization: dict[str, Any] = field(default_factory=dict)
     data_root: str | None = None
-    licence: str = "see the training data's licences"
+    licence: str | None = None  # the model's licence; unset: the card says the training data's licences apply
     train: TrainSettings = field(default_factory=TrainSettings)
     source: str | None = None
+    command: str | None = None  # the command that reproduces the run (set by finetune; else `toolkit train SOURCE`)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "Recipe":
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        data = read_yaml(path)  # limits and file:line syntax errors (toolkit.config)
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a YAML mapping")
         data["tasks"] = {n: from_dict(TaskRecipe, t, f"{path}: task {n!r}") for n, t in (data.get("tasks") or {}).items()}
@@ -127,21 +129,67 @@ class Recipe:
             raise ValueError("freeze_encoder keeps the encoder frozen throughout; drop freeze_encoder_steps/unfreeze_steps, or freeze_encoder")
         if t.ema is not None and not 0 < t.ema < 1:
             raise ValueError(f"ema must be between 0 and 1 (e.g. 0.999), got {t.ema}")
+        if t.threads is not None and t.threads < 1:
+            raise ValueError(f"threads must be at least 1 (the number of CPU threads torch may use), got {t.threads}")
         if self.from_model and self.num_layers is not None:
             raise ValueError("num_layers cannot change a model that is continued (from_model); truncate when training from a base encoder")
 
-    def card(self, scores: dict[str, dict]) -> str:
-        """Model card: data, split, metric, value, licence, recipe command."""
-        lines = [f"# {self.name}", "", f"Fine-tuned by toolkit from `{self.encoder}` ({self.init} init, max length {self.max_length}).", ""]
-        lines += ["| task | kind | train data | dev data | metric | value |", "|---|---|---|---|---|---|"]
+    def card(self, scores: dict[str, dict], data: dict[str, TaskData] | None = None) -> str:
+        """Model card: start point, data files (sha256, example counts), selection split, metric and
+        value, licence, the command that reproduces the run, date and toolkit version."""
+        from datetime import date
+
+        from .version import __version__
+
+        start = f"the model `{self.from_model}`" if self.from_model else f"`{self.encoder}` ({self.init} init)"
+        lines = [f"# {self.name}", "", f"Fine-tuned from {start} by toolkit {__version__} on {date.today().isoformat()}; max length {self.max_length}.", ""]
+        lines += ["| task | kind | labels | trained on | model selected on | metric | value |", "|---|---|---|---|---|---|---|"]
+        files: list[str] = []
         for t, spec in self.tasks.items():
-            s = scores.get(t, {})
-            dev = f"{spec.holdout} held out from train" if spec.holdout else _ref(spec.dev)
-            if spec.dev_limit and not spec.holdout:
-                dev += f" (first {spec.dev_limit})"
-            lines.append(f"| {t} | {spec.kind} | {_ref(spec.train)} | {dev} | {s.get('metric', '-')} | {s.get('main', '-')} |")
-        lines += ["", f"Licence: {self.licence}.", "", "Reproduce:", "", "```bash", f"toolkit train {self.source or 'RECIPE.yaml'}", "```", ""]
+            s, d = scores.get(t, {}), (data or {}).get(t)
+            train = _ref(spec.train) + (f" ({d.examples} examples)" if d else "")
+            if spec.holdout:
+                dev = f"{len(d.dev) if d else spec.holdout} examples held out from the training data (seed {self.train.seed})"
+            elif spec.dev is None:
+                dev = "no dev data: the model of the last step"
+            else:
+                dev = _ref(spec.dev) + (f" (first {spec.dev_limit})" if spec.dev_limit else "") + (f" ({len(d.dev)} examples)" if d else "")
+            metric, value = (s["metric"], f"{s['main']:.4f}") if "main" in s else ("none", "not evaluated")
+            lines.append(f"| {t} | {spec.kind} | {', '.join(d.labels) if d else '-'} | {train} | {dev} | {metric} | {value} |")
+            files += [f for f in _paths(spec.train) + _paths(spec.dev) if f not in files]
+        if files:
+            lines += ["", "Data files:", ""] + [f"- `{f}`: {_digest(f)}" for f in files]
+        data_names = ", ".join(_ref(spec.train) for spec in self.tasks.values())
+        licence = self.licence or f"not stated; the licence of the training data ({data_names}) applies"
+        command = self.command or (f"toolkit train {self.source}" if self.source else None)
+        lines += ["", f"Licence: {licence}.", "", "Reproduce:", ""]
+        if command:
+            lines += ["```bash", command, "```", ""]
+        else:  # built in Python: the recipe itself reproduces it
+            from dataclasses import asdict
+
+            lines += ["```yaml", yaml.safe_dump(asdict(self), allow_unicode=True, sort_keys=False).rstrip(), "```", "", "(save as recipe.yaml; run `toolkit train recipe.yaml`)", ""]
         return "\n".join(lines)
+
+
+def _paths(ref: Any) -> list[str]:
+    """The files a data reference names (catalogue ids name none: the catalogue records their sha256)."""
+    if isinstance(ref, list):
+        return [p for r in ref for p in _paths(r)]
+    return [str(ref["path"])] if isinstance(ref, dict) and "path" in ref else []
+
+
+def _digest(path: str) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as err:
+        return f"not readable when the card was written ({err.strerror})"
+    return f"sha256 {digest.hexdigest()}"
 
 
 def _ref(ref: Any) -> str:
@@ -177,9 +225,14 @@ def load_examples(ref: Any, data_root: str | None = None, limit: int | None = No
 
 @dataclass
 class TaskData:
+    """One task's training features, dev examples, loss weight, and for the card: how many training
+    examples the features came from and the head's labels."""
+
     train: list
     dev: list
     weight: float = 1.0
+    examples: int = 0
+    labels: list[str] = field(default_factory=list)
 
 
 def split_holdout(examples: list, n: int, seed: int) -> tuple[list, list]:
@@ -282,7 +335,7 @@ def prepare(recipe: Recipe) -> tuple[MultiTaskModel, dict[str, TaskData]]:
             feats = text_features(train, tokenizer, normalizer, labels, recipe.max_length)
         else:
             feats = pair_features(train, tokenizer, normalizer, labels, recipe.max_length)
-        data[name] = TaskData(feats, dev, t.weight)
+        data[name] = TaskData(feats, dev, t.weight, len(train), list(labels))
         logger.info("task %s: %d training sequences, %d dev examples, labels %s", name, len(feats), len(dev), labels)
     model = MultiTaskModel(encoder, tokenizer, heads, normalization, max_length, metrics, name=recipe.name)
     return model, data

@@ -10,7 +10,9 @@ import difflib
 import os
 from importlib import import_module
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
+
+from .errors import UnknownNameError
 
 # ``eval``: the splits benchmarks/accuracy.py scores a name on (``exclude``: leave out texts that
 # also occur in that split, for a leakage-free score).
@@ -65,12 +67,24 @@ HEAD_INPUT: dict[str, str] = {"tagger": "text", "classifier": "text", "matcher":
 
 MANIFEST = "toolkit.yaml"
 
+# What the labels of known label sets mean, shown by ``toolkit info`` (and written out in the model
+# cards): a task whose head kind and label set match an entry gets its glossary.
+GLOSSARY: dict[str, dict[str, Any]] = {
+    "cmeee": {"kind": "tagger", "source": "CMeEE (CBLUE)", "labels": {
+        "dis": "疾病 disease", "sym": "临床表现 clinical symptom or finding", "pro": "医疗程序 medical procedure",
+        "equ": "医疗设备 medical equipment", "dru": "药物 drug", "ite": "医学检验项目 medical test item",
+        "bod": "身体 body part", "dep": "科室 hospital department", "mic": "微生物类 microorganism"}},
+    "msra": {"kind": "tagger", "source": "MSRA NER (SIGHAN 2006)", "labels": {
+        "PER": "人名 person", "LOC": "地名 place", "ORG": "机构名 organisation"}},
+    "chnsenticorp": {"kind": "classifier", "source": "ChnSentiCorp", "labels": {
+        "negative": "负面 negative review", "positive": "正面 positive review"}},
+    "chip-sts": {"kind": "matcher", "source": "CHIP-STS (CBLUE)", "labels": {
+        "0": "不同 the two texts mean different things", "1": "相同 the two texts mean the same"}},
+}
 
-class UnknownModelError(KeyError):
+
+class UnknownModelError(UnknownNameError):
     """An unknown model name; the message lists the known names and the closest match."""
-
-    def __str__(self) -> str:
-        return str(self.args[0])
 
 
 def pretrained_dir() -> Path:
@@ -104,6 +118,58 @@ def eval_splits(folder: str | os.PathLike) -> list[dict[str, Any]]:
     for spec in MODELS.values():
         if (pretrained_dir() / spec["path"]).resolve() == folder:
             found += [ev for ev in spec.get("eval", []) if ev not in found]
+    return found
+
+
+def glossary(kind: str, labels: Sequence[str]) -> dict[str, Any] | None:
+    """``{"source", "labels": {label: meaning}}`` of the :data:`GLOSSARY` entry for a head of this
+    kind with exactly these labels, else ``None``.
+
+    >>> glossary("tagger", ["LOC", "ORG", "PER"])["labels"]["ORG"]
+    '机构名 organisation'
+    """
+    for entry in GLOSSARY.values():
+        if entry["kind"] == kind and set(entry["labels"]) == set(labels):
+            return {"source": entry["source"], "labels": {label: entry["labels"][label] for label in labels}}
+    return None
+
+
+def names_of(folder: str | os.PathLike) -> dict[str, list[str] | None]:
+    """The registered names whose folder is ``folder``, with the tasks each selects (``None``: all)."""
+    folder = Path(folder).resolve()
+    return {name: spec.get("tasks") for name, spec in MODELS.items() if (pretrained_dir() / spec["path"]).resolve() == folder}
+
+
+def task_names(folder: str | os.PathLike, requested: str | Sequence[str], tasks: Sequence[str]) -> list[str]:
+    """The task names of ``folder`` (whose tasks are ``tasks``) that ``requested`` means: a
+    comma-separated string or a list of task names or registered names of that folder, spaces
+    ignored, ``-`` and ``_`` alike (``"ner-medical, sentiment"`` -> ``["ner_medical", "sentiment"]``).
+
+    Raises :class:`UnknownNameError` listing the valid names.
+
+    >>> task_names(".", "ner-medical, sentiment", ["ner_medical", "sentiment"])
+    ['ner_medical', 'sentiment']
+    """
+    items = requested.split(",") if isinstance(requested, str) else [x for r in requested for x in str(r).split(",")]
+    items = [x.strip() for x in items if x.strip()]
+    if not items:
+        raise UnknownNameError(f"no task given; choose from: {', '.join(tasks)}")
+    names = names_of(folder)
+
+    def key(name: str) -> str:
+        return name.replace("-", "_")
+
+    by_key = {key(t): [t] for t in tasks}
+    for name, selected in names.items():
+        by_key.setdefault(key(name), list(selected) if selected is not None else list(tasks))
+    found: list[str] = []
+    for item in items:
+        if key(item) not in by_key:
+            close = difflib.get_close_matches(key(item), list(by_key), n=1, cutoff=0.5)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            extra = f"; or a registered name of this folder: {', '.join(names)}" if names else ""
+            raise UnknownNameError(f"the model has no task {item!r}.{hint} Its tasks: {', '.join(tasks)}{extra}")
+        found += [t for t in by_key[key(item)] if t not in found]
     return found
 
 

@@ -8,6 +8,13 @@ come from the tokenizer itself, so an unknown character never shifts them.
 Offsets here are into the text the tokenizer saw (the *normalised* text); the pipeline maps them
 back to the original string with :class:`toolkit.normalize.Normalized`.
 
+Entity boundaries (:func:`entity_breaks`, :func:`symbol_tokens`): the tokenizer drops whitespace, so
+``"发热\\n咳嗽"`` reaches the model as two adjacent tokens. The pipeline therefore tells the decoder
+where an entity may not continue: across a line or paragraph break (``\\n``, ``\\r``, U+2028,
+U+2029 ...), across whitespace between two Han characters (Chinese writes no spaces inside a name
+or term; ``"New York"`` or ``"2 mg"`` may stay one entity), and through a symbol token (emoji,
+pictographs: never part of an entity).
+
 Example:
     >>> tok = TextTokenizer.from_pretrained("path/to/encoder")  # doctest: +SKIP
     >>> ids, offsets = tok.encode(["患者CT检查"])[0]  # doctest: +SKIP
@@ -17,15 +24,28 @@ Example:
 from __future__ import annotations
 
 import logging
+import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 
+from .errors import ModelFileMissingError, ModelFolderError
+
 logger = logging.getLogger(__name__)
 
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model")
 SENTENCE_END = frozenset("。！？!?；;…\n")
+LINE_BREAKS = "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"  # what str.splitlines() splits at
+_LINE_BREAK = re.compile(f"[{re.escape(LINE_BREAKS)}]")
+_SPACE = re.compile(r"\s")
+_HAN = re.compile("[\u3007\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]")
+# Characters that may be symbols in the sense of :func:`is_symbol`; everything else (ASCII,
+# Latin-1, letterlike symbols and number forms such as ℃ and Ⅱ, CJK punctuation, enclosed and
+# compatibility CJK such as ㎎, Han, full-width forms) never is, so ordinary text is skipped fast.
+_MAYBE_SYMBOL = re.compile("[^\x00-\xff\u2100-\u218f\u3000-\u303f\u3200-\u33ff\u3400-\u9fff\uf900-\ufaff\uff00-\uffef]")
 
 
 @dataclass(frozen=True)
@@ -65,10 +85,23 @@ class TextTokenizer:
 
     @classmethod
     def from_pretrained(cls, path: str | Path) -> "TextTokenizer":
-        """Load the fast tokenizer saved in ``path`` (never downloads)."""
+        """Load the fast tokenizer saved in ``path`` (never downloads).
+
+        A folder without ``tokenizer.json`` or a vocabulary file is refused (``transformers`` would
+        build an empty tokenizer that turns every character into ``[UNK]``), and so is a tokenizer
+        with nothing but special tokens.
+        """
         from transformers import AutoTokenizer
 
-        return cls(AutoTokenizer.from_pretrained(str(path), use_fast=True, local_files_only=True))
+        folder = Path(path)
+        if folder.is_dir() and not any((folder / name).is_file() for name in TOKENIZER_FILES):
+            raise ModelFileMissingError(f"{folder / 'tokenizer.json'} is missing: without it (or a vocab.txt) every "
+                                        "character would become [UNK]; copy the encoder folder again or re-save the model")
+        tokenizer = cls(AutoTokenizer.from_pretrained(str(path), use_fast=True, local_files_only=True))
+        if len(tokenizer) <= len(tokenizer.hf.all_special_ids):
+            raise ModelFolderError(f"the tokenizer in {path} has {len(tokenizer)} tokens, only special ones: its "
+                                   "tokenizer.json or vocab.txt is empty or damaged; restore it from a good copy")
+        return tokenizer
 
     def save(self, path: str | Path) -> None:
         self.hf.save_pretrained(str(path))
@@ -135,6 +168,63 @@ def sentence_breaks(text: str, offsets: np.ndarray) -> list[int]:
         if text[end - 1] in SENTENCE_END or "\n" in text[end:nxt]:
             breaks.append(i + 1)
     return breaks
+
+
+def is_symbol(ch: str) -> bool:
+    """True for an emoji, pictograph or other non-text symbol: never part of an entity.
+
+    That is Unicode category ``So``/``Sk`` (other / modifier symbols: 😷, ✈, skin tones), ``Co``
+    (private use) or ``Cs`` (surrogates), outside the blocks where symbols belong to terms
+    (Latin-1 ``°``, letterlike ``℃``, CJK compatibility ``㎎`` ...; see ``_MAYBE_SYMBOL``).
+    """
+    return bool(_MAYBE_SYMBOL.match(ch)) and unicodedata.category(ch) in ("So", "Sk", "Co", "Cs")
+
+
+def _count_before(text: str, pattern: re.Pattern, keep=None) -> np.ndarray:
+    """``c[k]`` = how many characters of ``text[:k]`` match ``pattern`` (and ``keep``)."""
+    marks = np.zeros(len(text) + 1, dtype=np.int64)
+    hits = [m.start() for m in pattern.finditer(text) if keep is None or keep(m.group())]
+    if hits:
+        marks[np.asarray(hits) + 1] = 1
+    return np.cumsum(marks)
+
+
+def entity_breaks(norm, offsets: np.ndarray) -> np.ndarray:
+    """``[n_tokens]`` bool: True where no entity may continue from token ``i - 1`` into token ``i``.
+
+    ``norm`` is the :class:`toolkit.normalize.Normalized` text that the tokenizer saw and
+    ``offsets`` the tokens' offsets into ``norm.text``. The gap between two tokens is read in the
+    ORIGINAL text (normalisation turns ``\\r`` and U+2028 into spaces and drops ``\\v``): it breaks
+    when it holds a line break (:data:`LINE_BREAKS`), or whitespace with a Han character on both
+    sides. Text without whitespace costs one regex search.
+
+    >>> from toolkit.normalize import Normalizer
+    >>> n = Normalizer()("头痛 发热\\nNew York")
+    >>> entity_breaks(n, np.array([[0, 1], [1, 2], [3, 4], [4, 5], [6, 9], [10, 14]])).tolist()
+    [False, False, True, False, True, False]
+    """
+    breaks = np.zeros(len(offsets), dtype=bool)
+    if len(offsets) < 2 or not _SPACE.search(norm.original):
+        return breaks
+    gap_start = norm.ends[offsets[:-1, 1] - 1]  # original index just after the previous token
+    gap_end = norm.starts[offsets[1:, 0]]  # original index of the token
+    lines = _count_before(norm.original, _LINE_BREAK)
+    spaces = _count_before(norm.original, _SPACE)
+    breaks[1:] = lines[gap_end] > lines[gap_start]
+    spaced = np.flatnonzero((spaces[gap_end] > spaces[gap_start]) & ~breaks[1:]) + 1
+    text = norm.text
+    for i in spaced:
+        if _HAN.match(text[offsets[i - 1, 1] - 1]) and _HAN.match(text[offsets[i, 0]]):
+            breaks[i] = True
+    return breaks
+
+
+def symbol_tokens(text: str, offsets: np.ndarray) -> np.ndarray:
+    """``[n_tokens]`` bool: tokens made of symbols only (:func:`is_symbol`), e.g. ``[UNK]`` for 😷😷."""
+    if not _MAYBE_SYMBOL.search(text):
+        return np.zeros(len(offsets), dtype=bool)
+    count = _count_before(text, _MAYBE_SYMBOL, is_symbol)
+    return (count[offsets[:, 1]] - count[offsets[:, 0]]) == (offsets[:, 1] - offsets[:, 0])
 
 
 def make_windows(n_tokens: int, max_tokens: int, breaks: Iterable[int] = (), stride: int | None = None) -> list[Window]:

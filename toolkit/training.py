@@ -13,7 +13,9 @@ import json
 from contextlib import nullcontext
 import logging
 import math
+import os
 import re
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -21,13 +23,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from .errors import InputError
 from .evaluation import evaluate_task
 from .features import Feature, collate
 from .model import MultiTaskModel
 from .recipe import Recipe, TaskData, _ref, prepare
-from .training_state import EMA, load_checkpoint, save_checkpoint
+from .training_state import EMA, load_checkpoint, recover_checkpoint, save_checkpoint
 
 logger = logging.getLogger(__name__)
+
+# What a run folder (``recipe.out``) holds besides the model.
+CHECKPOINT, LOG, SUMMARY = "checkpoint", "train_log.jsonl", "summary.json"
 
 
 def length_batches(features: list[Feature], batch_size: int, rng: np.random.Generator, bucket: int = 50) -> list[list[int]]:
@@ -111,18 +117,42 @@ def set_encoder_trainable(model: MultiTaskModel, step: int, freeze_steps: int, u
         p.requires_grad_(layer_depth(name, n) >= open_from)
 
 
-def train(recipe: Recipe, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+def train(recipe: Recipe, resume: bool = False, progress: bool = True, overwrite: bool = False) -> dict[str, Any]:
     """Fine-tune the recipe's tasks jointly; saves the best model (by mean dev score) to
     ``recipe.model_out`` (default ``recipe.out / "model"``).
 
-    Returns the summary written to ``out/summary.json``.
+    ``resume=True`` continues from ``out/checkpoint`` (the step, the best dev score so far, data
+    order, RNG, optimizer and EMA state), keeping the log up to that step; without a checkpoint it
+    says so and starts from step 0. A fresh run refuses an ``out`` (or model folder) that already
+    holds a run, unless ``overwrite=True``. ``recipe.train.threads`` sets torch's CPU threads for
+    the run. Returns the summary written to ``out/summary.json``.
+
+    Example:
+        >>> summary = train(Recipe.from_yaml("recipes/ner-medical-small.yaml"))   # doctest: +SKIP
     """
+    threads = torch.get_num_threads()
+    if recipe.train.threads:
+        torch.set_num_threads(recipe.train.threads)
+    logger.info("training on %s with %d CPU threads", recipe.train.device, torch.get_num_threads())
+    try:
+        return _train(recipe, resume, progress, overwrite)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(recipe: Recipe, resume: bool, progress: bool, overwrite: bool) -> dict[str, Any]:
     cfg = recipe.train
+    out = Path(recipe.out)
+    model_dir = Path(recipe.model_out) if recipe.model_out else out / "model"
+    log_path = out / LOG
+    checkpoint = recover_checkpoint(out / CHECKPOINT) if resume else None
+    if resume and checkpoint is None:
+        logger.warning("--resume: no checkpoint in %s (the run stopped before its first one, or never started); starting from step 0", out)
+    if checkpoint is None:
+        _start_fresh(out, model_dir, overwrite, resuming=resume)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    out = Path(recipe.out)
     out.mkdir(parents=True, exist_ok=True)
-    model_dir = Path(recipe.model_out) if recipe.model_out else out / "model"
     model, data = prepare(recipe)
     model.to(cfg.device)
     if cfg.freeze_encoder:
@@ -132,29 +162,82 @@ def train(recipe: Recipe, resume: bool = False, progress: bool = True) -> dict[s
     optimizer = torch.optim.AdamW(param_groups(model, cfg.lr, cfg.head_lr, cfg.layer_decay, cfg.weight_decay), betas=(0.9, 0.999), eps=1e-8)
     ema = EMA(model, cfg.ema) if cfg.ema else None
     state = {"step": 0, "best": -1.0, "bad_evals": 0, "history": []}
-    log_path = out / "train_log.jsonl"
-    if resume and (out / "checkpoint").is_dir():
-        state = load_checkpoint(out / "checkpoint", model, optimizer, ema, rng)
+    if checkpoint is not None:
+        state = load_checkpoint(checkpoint, model, optimizer, ema, rng)
         for task, st in state.pop("streams", {}).items():
             streams[task].restore(st)
-        _trim_log(log_path, state["step"])
-        logger.info("resumed from step %d", state["step"])
-    elif log_path.exists():
-        log_path.unlink()  # a fresh run starts a fresh log
+        state["resumed_from"] = state["step"]
+        logger.info("resumed from %s at step %d (best mean dev so far %.4f)", checkpoint, state["step"], state["best"])
+    _trim_log(log_path, state["step"])  # resume: steps after the checkpoint are redone; from 0: a clean log
     with open(log_path, "a", encoding="utf-8") as log:
         return _loop(recipe, model, data, streams, optimizer, ema, rng, state, log, model_dir, progress)
 
 
+def _start_fresh(out: Path, model_dir: Path, overwrite: bool, resuming: bool) -> None:
+    """Refuse to start over an earlier run (its log, checkpoint or model) unless ``overwrite``.
+
+    ``resuming`` (``--resume`` found no checkpoint): only an earlier model is protected; the log of
+    a run killed before its first checkpoint is simply started again.
+    """
+    from .registry import MANIFEST
+
+    model = model_dir / MANIFEST
+    old = [p for p in ((model,) if resuming else (out / CHECKPOINT, out / LOG, out / SUMMARY, model)) if p.exists()]
+    if old and not overwrite:
+        if resuming:
+            raise InputError(f"there is no checkpoint in {out} to resume, and {model_dir} holds a model from an earlier run: "
+                             "pass --overwrite (overwrite=True) to train from scratch and replace it, or choose another --out")
+        raise InputError(f"{old[0]} is from an earlier run: pass --resume (resume=True) to continue it, --overwrite "
+                         "(overwrite=True) to start over and replace it, or choose another --out")
+    if old:
+        logger.warning("--overwrite: starting over; the earlier run's checkpoint and log in %s are removed, its model is replaced at the first evaluation", out)
+    shutil.rmtree(out / CHECKPOINT, ignore_errors=True)
+    for path in (out / LOG, out / SUMMARY):
+        path.unlink(missing_ok=True)
+
+
 def _trim_log(path: Path, step: int) -> None:
-    """Drop log lines written after the checkpoint we resume from (they are redone)."""
+    """Keep the log lines up to ``step`` (the checkpoint's): later ones are redone. A line torn by a
+    kill (not valid JSON) is dropped with a warning instead of failing the resume."""
     if not path.exists():
         return
     keep = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        row = json.loads(line)
+    for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            logger.warning("%s:%d: dropped a torn log line (the run was killed while writing it): %r", path, n, line[:80])
+            continue
         if row.get("step", row.get("eval", {}).get("step", 0)) <= step:
             keep.append(line)
-    path.write_text("".join(x + "\n" for x in keep), encoding="utf-8")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(x + "\n" for x in keep), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _checkpoint(out: Path, model: MultiTaskModel, optimizer, ema, rng, state: dict, streams: dict[str, TaskStream], log, elapsed: float) -> None:
+    """Flush and fsync the log, then checkpoint: every logged step up to the checkpoint survives a kill."""
+    log.flush()
+    os.fsync(log.fileno())
+    state["elapsed"] = elapsed
+    save_checkpoint(out / CHECKPOINT, model, optimizer, ema, rng, {**state, "streams": {t: st.state() for t, st in streams.items()}})
+
+
+def folder_mb(path: str | Path) -> float:
+    """Size of the files under ``path`` in MB (a run folder is mostly its checkpoint)."""
+    return round(sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file()) / 2**20, 1)
+
+
+def drop_checkpoint(run: str | Path, model: str | Path) -> bool:
+    """Delete ``run``'s checkpoint once ``model`` is a saved model folder (the run can then not be
+    resumed); returns whether it did."""
+    from .registry import MANIFEST
+
+    if not (Path(model) / MANIFEST).is_file():
+        logger.warning("kept %s: no saved model in %s", Path(run) / CHECKPOINT, model)
+        return False
+    shutil.rmtree(Path(run) / CHECKPOINT, ignore_errors=True)
+    return True
 
 
 def _loop(recipe: Recipe, model: MultiTaskModel, data: dict[str, TaskData], streams: dict[str, TaskStream], optimizer, ema, rng, state: dict, log, model_dir: Path, progress: bool) -> dict[str, Any]:
@@ -207,8 +290,7 @@ def _loop(recipe: Recipe, model: MultiTaskModel, data: dict[str, TaskData], stre
         out_of_time = cfg.max_minutes is not None and elapsed > cfg.max_minutes * 60
         evaluating = state["step"] % cfg.eval_every == 0 or state["step"] == total or out_of_time
         if not evaluating and state["step"] % cfg.checkpoint_every == 0:
-            state["elapsed"] = elapsed
-            save_checkpoint(out / "checkpoint", model, optimizer, ema, rng, {**state, "streams": {t: st.state() for t, st in streams.items()}})
+            _checkpoint(out, model, optimizer, ema, rng, state, streams, log, elapsed)
         if evaluating:
             scores = _evaluate(model, data, ema, cfg.eval_batch_size, cfg.device)
             # without dev data the latest model is the best one
@@ -220,11 +302,10 @@ def _loop(recipe: Recipe, model: MultiTaskModel, data: dict[str, TaskData], stre
             logger.info("step %d: dev %s", state["step"], {t: s["main"] for t, s in scores.items()})
             if mean > state["best"]:
                 state["best"], state["bad_evals"] = mean, 0
-                _save_best(model, ema, scores, model_dir, recipe)
+                _save_best(model, ema, scores, model_dir, recipe, data)
             else:
                 state["bad_evals"] += 1
-            state["elapsed"] = elapsed
-            save_checkpoint(out / "checkpoint", model, optimizer, ema, rng, {**state, "streams": {t: st.state() for t, st in streams.items()}})
+            _checkpoint(out, model, optimizer, ema, rng, state, streams, log, elapsed)
             model.train()
             if cfg.patience and state["bad_evals"] >= cfg.patience:
                 stop_reason = "early stopping"
@@ -234,8 +315,9 @@ def _loop(recipe: Recipe, model: MultiTaskModel, data: dict[str, TaskData], stre
             break
     if bar is not None:
         bar.close()
-    summary = {"name": recipe.name, "steps": state["step"], "stopped_by": stop_reason, "best_mean_dev": state["best"], "minutes": round((time.monotonic() - start) / 60, 1), "history": state["history"], "model": str(model_dir)}
-    (out / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8")
+    summary = {"name": recipe.name, "steps": state["step"], "stopped_by": stop_reason, "best_mean_dev": state["best"], "minutes": round((time.monotonic() - start) / 60, 1),
+               "history": state["history"], "model": str(model_dir), "run": str(out), "resumed_from": state.get("resumed_from")}
+    (out / SUMMARY).write_text(json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8")
     return summary
 
 
@@ -245,10 +327,11 @@ def _evaluate(model: MultiTaskModel, data: dict[str, TaskData], ema: EMA | None,
         return {t: evaluate_task(model, t, d.dev, batch_size=batch_size, device=device) for t, d in data.items() if d.dev}
 
 
-def _save_best(model: MultiTaskModel, ema: EMA | None, scores: dict, path: Path, recipe: Recipe) -> None:
+def _save_best(model: MultiTaskModel, ema: EMA | None, scores: dict, path: Path, recipe: Recipe, data: dict[str, TaskData]) -> None:
+    """The only place training writes the model folder (through ``model.save``)."""
     model.metrics = {**model.metrics, **{t: {_dev_name(recipe.tasks[t]): s} for t, s in scores.items()}}
     with ema.applied(model) if ema is not None else nullcontext():
-        model.save(path, card=recipe.card(scores))
+        model.save(path, card=recipe.card(scores, data))
 
 
 def _dev_name(task) -> str:

@@ -5,6 +5,8 @@ No pickle: tensors go to safetensors files, everything else to JSON.
 from __future__ import annotations
 
 import json
+import logging
+import shutil
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -12,6 +14,8 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+
+logger = logging.getLogger(__name__)
 
 
 class EMA:
@@ -45,9 +49,8 @@ class EMA:
 
 def save_checkpoint(path: Path, model, optimizer: torch.optim.Optimizer, ema: EMA | None, rng: np.random.Generator, state: dict[str, Any]) -> None:
     """Model, optimizer moments, EMA, RNG states and trainer state: written to a sibling folder,
-    then swapped in, so a crash never leaves a checkpoint with mismatched files."""
-    import shutil
-
+    then swapped in, so a crash never leaves a checkpoint with mismatched files (see
+    :func:`recover_checkpoint` for a kill during the swap)."""
     final = path
     path = final.with_name(final.name + ".tmp")
     shutil.rmtree(path, ignore_errors=True)
@@ -74,6 +77,22 @@ def save_checkpoint(path: Path, model, optimizer: torch.optim.Optimizer, ema: EM
         final.rename(old)
     path.rename(final)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def recover_checkpoint(path: Path) -> Path | None:
+    """``path`` if it holds a checkpoint, else ``None``. A kill in the middle of
+    :func:`save_checkpoint`'s swap leaves the new checkpoint as ``.tmp`` (complete once its
+    ``state.json``, written last, is there) or the previous one as ``.old``: it is renamed back."""
+    if (path / "state.json").is_file():
+        return path
+    for sibling in (path.with_name(path.name + ".tmp"), path.with_name(path.name + ".old")):
+        if (sibling / "state.json").is_file():
+            logger.warning("recovering the checkpoint %s (a run was killed while saving it)", sibling)
+            if path.exists():
+                shutil.rmtree(path)
+            sibling.rename(path)
+            return path
+    return None
 
 
 def load_checkpoint(path: Path, model, optimizer: torch.optim.Optimizer, ema: EMA | None, rng: np.random.Generator) -> dict[str, Any]:

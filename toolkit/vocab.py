@@ -60,6 +60,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
+from .errors import DestinationExistsError
 from .data.examples import NerExample
 from .vocab_scan import (MAX_TERMS, MIN_TERM_COUNT, BoundaryReport, EmbeddingSources, NewCharacter, UnkRate,
                          added_token_boundaries, find_new_characters, is_isolated, mine_terms, read_corpus, read_terms,
@@ -248,6 +249,7 @@ def extend_vocabulary(
         overwrite: replace ``out`` if it exists.
 
     Heads, the manifest and the model card are copied (the card gets a section on the extension);
+    for a registered name that selects some of its folder's heads (``ner-medical``), only those;
     the encoder keeps the dtype it was stored in. Raises ``ValueError`` when there is nothing to add.
 
     Example:
@@ -259,6 +261,7 @@ def extend_vocabulary(
     from torch import nn
 
     from .encoder import Encoder
+    from .folder import replace_folder
     from .manifest import Manifest
     from .normalize import Normalizer
     from .registry import resolve
@@ -266,13 +269,15 @@ def extend_vocabulary(
 
     if tagger_policy not in ("warn", "refuse"):
         raise ValueError(f"tagger_policy must be 'warn' or 'refuse', got {tagger_policy!r}")
-    path, _ = resolve(model)
+    path, selected = resolve(model)
     out = Path(out)
     if out.resolve() == path.resolve():
         raise ValueError("out must be a new folder, not the model folder itself")
     if out.exists() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"{out} exists and is not empty; choose another folder or pass overwrite=True (--overwrite)")
+        raise DestinationExistsError(f"{out} exists and is not empty; choose another folder or pass overwrite=True (--overwrite)")
     manifest = Manifest.read(path)
+    if selected is not None:  # a registered name's heads only, so load(out) behaves like load(model)
+        manifest.tasks = {t: manifest.tasks[t] for t in manifest.select(selected)}
     enc_dir = path / manifest.encoder
     if not (enc_dir / "tokenizer.json").is_file():
         raise FileNotFoundError(f"{enc_dir} has no tokenizer.json; re-save the encoder with a fast tokenizer first")
@@ -302,7 +307,8 @@ def extend_vocabulary(
     new_data = extend_tokenizer_json(data, entries, term_list, start)
     term_ids = list(range(start + len(entries), start + len(entries) + len(term_list)))
 
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent if out.parent.exists() else None))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))  # same file system: renamed in
     try:
         new_enc = staging / manifest.encoder
         new_enc.mkdir(parents=True)
@@ -344,7 +350,6 @@ def extend_vocabulary(
         encoder.model.config.vocab_size = int(full.shape[0])
         encoder.save(new_enc, dtype=_stored_dtype(enc_dir))
 
-        shutil.copy2(path / "toolkit.yaml", staging / "toolkit.yaml")
         for task in manifest.tasks.values():
             (staging / task.weights).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path / task.weights, staging / task.weights)
@@ -356,10 +361,8 @@ def extend_vocabulary(
         (staging / REPORT_FILE).write_text(json.dumps(report.to_dict(), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
         card = (path / "README.md").read_text(encoding="utf-8") if (path / "README.md").is_file() else manifest.default_card()
         (staging / "README.md").write_text(card.rstrip("\n") + "\n\n" + _card_section(report), encoding="utf-8")
-        if out.exists():
-            shutil.rmtree(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(staging), str(out))
+        manifest.write(staging)  # last: it records the checksums of the files above
+        replace_folder(staging, out)  # atomic: out is the old folder or the new one, never a mix
     finally:
         if staging.exists():
             shutil.rmtree(staging)
@@ -412,6 +415,8 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
         >>> parser.parse_args(["vocab", "extend", "m", "--terms", "t.txt", "--out", "o"]).tagger_policy
         'warn'
     """
+    from .cli_io import positive_int
+
     p = subparsers.add_parser("vocab", help="extend a model's vocabulary (characters, domain terms)")
     sub = p.add_subparsers(dest="vocab_command", required=True)
     e = sub.add_parser("extend", help="add the characters a corpus needs (and terms) to a model; writes a new model folder",
@@ -423,10 +428,10 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--terms", metavar="FILE", help="domain terms, one per line")
     e.add_argument("--mine-terms", action="store_true", help="mine frequent multi-character words with jieba")
     e.add_argument("--out", required=True, help="the new model folder")
-    e.add_argument("--min-count", type=int, default=2, help="add characters seen at least N times (default 2)")
-    e.add_argument("--max-new", type=int, default=1000, help="add at most N characters, most frequent first (default 1000)")
-    e.add_argument("--min-term-count", type=int, default=MIN_TERM_COUNT, help=f"mined terms: min count (default {MIN_TERM_COUNT})")
-    e.add_argument("--max-terms", type=int, default=MAX_TERMS, help=f"mined terms: at most N (default {MAX_TERMS})")
+    e.add_argument("--min-count", type=positive_int, default=2, help="add characters seen at least N times (default 2)")
+    e.add_argument("--max-new", type=positive_int, default=1000, help="add at most N characters, most frequent first (default 1000)")
+    e.add_argument("--min-term-count", type=positive_int, default=MIN_TERM_COUNT, help=f"mined terms: min count (default {MIN_TERM_COUNT})")
+    e.add_argument("--max-terms", type=positive_int, default=MAX_TERMS, help=f"mined terms: at most N (default {MAX_TERMS})")
     e.add_argument("--ner-data", nargs="+", default=[], metavar="FILE", help="NER examples to check terms against entity boundaries")
     e.add_argument("--ner-format", help="reader for --ner-data (cmeee, json-spans, columns ...)")
     e.add_argument("--tagger-policy", choices=["warn", "refuse"], default="warn",

@@ -28,10 +28,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from toolkit.config import read_yaml
 from toolkit.data.readers import READER_TASKS, get_reader
 from toolkit.data.validation import ReadReport
+from toolkit.errors import UnknownNameError
 from toolkit.files import file_sha256
 
 logger = logging.getLogger(__name__)
@@ -43,11 +43,8 @@ DEFAULT_DATA_ROOT = REPO_ROOT.parent / "shared" / "corpora"
 TASKS = ("ner", "cls", "pair")
 
 
-class UnknownDatasetError(KeyError):
+class UnknownDatasetError(UnknownNameError):
     """An unknown dataset or split name; the message lists the known names and the closest one."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""
 
 
 @dataclass(frozen=True)
@@ -107,7 +104,7 @@ def load_catalogue(path: str | Path = CATALOGUE_PATH) -> dict[str, DatasetSpec]:
     if not path.is_file():
         raise FileNotFoundError(f"dataset catalogue not found at {path}; it ships with the repository as "
                                 "corpora/catalogue.yaml (run from a source checkout)")
-    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    raw = read_yaml(path) or {}  # limits and file:line syntax errors (toolkit.config)
     unknown = sorted(set(raw) - {"format_version", "datasets"})
     if unknown:
         raise ValueError(f"{path}: unknown top-level key(s) {', '.join(unknown)}; allowed: format_version, datasets")

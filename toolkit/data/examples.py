@@ -3,13 +3,16 @@
 All offsets are character offsets into ``text`` with ``end`` exclusive (Python slicing), whatever
 convention the file on disk used. ``source`` is ``"path:line"`` so errors and warnings can point
 at the line a user has to fix.
+
+The classes use ``__slots__`` (no per-object ``__dict__``): a corpus of half a million sentences is
+held in a few times its file size, not thirty.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Span:
     """An entity mention: ``text[start:end]`` has type ``label``."""
 
@@ -21,7 +24,7 @@ class Span:
         return (self.start, self.end, self.label)
 
 
-@dataclass
+@dataclass(slots=True)
 class NerExample:
     """A text with its (possibly nested) entity spans."""
 
@@ -30,7 +33,7 @@ class NerExample:
     source: str | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class TextExample:
     """A text with one class label."""
 
@@ -39,7 +42,7 @@ class TextExample:
     source: str | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class PairExample:
     """Two texts with one label for the pair (similar / not, entailment ...)."""
 

@@ -22,6 +22,9 @@ table-pair     pair        CSV/TSV with header (``a_column``, ``b_column``, ``la
 json-pair      pair        JSON array / JSONL (``a_key``, ``b_key``, ``label_key``)
 =============  ==========  ====================================================================
 
+:func:`iter_examples` is the streaming form: the same readers, yielding one example at a time
+(the report is complete when the iteration ends).
+
 Example:
     >>> examples, report = read("my_ner.jsonl", "json-spans")        # doctest: +SKIP
     >>> examples, report = read("train.char.bmes", "columns", scheme="BMES")   # doctest: +SKIP
@@ -33,12 +36,15 @@ import difflib
 import inspect
 import logging
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
-from toolkit.data.readers_cls import read_json_cls, read_json_pair, read_table_cls, read_table_pair
-from toolkit.data.readers_ner import (read_cblue_ner, read_ccks2017, read_cluener, read_cmeee, read_columns,
+from toolkit.data.readers_cls import (json_cls_examples, json_pair_examples, read_json_cls, read_json_pair,
+                                      read_table_cls, read_table_pair, table_cls_examples, table_pair_examples)
+from toolkit.data.readers_columns import columns_examples, read_columns
+from toolkit.data.readers_ner import (ccks2017_examples, cblue_ner_examples, cluener_examples, cmeee_examples,
+                                      json_spans_examples, read_cblue_ner, read_ccks2017, read_cluener, read_cmeee,
                                       read_json_spans, span_counts)
-from toolkit.data.validation import (CorpusError, ReadReport, duplicates, flatten_examples,
+from toolkit.data.validation import (CorpusError, ExampleStream, ReadReport, duplicates, flatten_examples,
                                      inclusive_to_exclusive, overlap)
 
 logger = logging.getLogger(__name__)
@@ -54,6 +60,20 @@ READERS: dict[str, Callable[..., tuple[list, ReadReport]]] = {
     "json-cls": read_json_cls,
     "table-pair": read_table_pair,
     "json-pair": read_json_pair,
+}
+
+#: The generator behind each reader: ``produce(path, report, **options)`` yields examples one by one.
+STREAMS: dict[str, Callable[..., Iterator]] = {
+    "columns": columns_examples,
+    "cmeee": cmeee_examples,
+    "cblue-ner": cblue_ner_examples,
+    "cluener": cluener_examples,
+    "ccks2017": ccks2017_examples,
+    "json-spans": json_spans_examples,
+    "table-cls": table_cls_examples,
+    "json-cls": json_cls_examples,
+    "table-pair": table_pair_examples,
+    "json-pair": json_pair_examples,
 }
 
 READER_TASKS: dict[str, str] = {
@@ -75,12 +95,17 @@ def get_reader(name: str) -> Callable[..., tuple[list, ReadReport]]:
     raise ValueError(f"unknown corpus format {name!r}.{hint} Known formats: {', '.join(READERS)}")
 
 
-def read(path: str | Path, format: str, *, strict: bool = False, **options: Any) -> tuple[list, ReadReport]:
-    """Read ``path`` with the reader named ``format`` (see the table above) and its ``options``.
+def iter_examples(path: str | Path, format: str, *, strict: bool = False, **options: Any) -> ExampleStream:
+    """The examples of ``path`` one by one, read as you iterate (for callers that can stream).
 
-    ``strict=True`` raises :class:`CorpusError` instead of repairing or skipping bad annotations.
+    Takes the same arguments as :func:`read`; iterate the returned :class:`ExampleStream` once,
+    then read its ``report``. The file is read in pieces, so memory does not grow with it (JSON
+    *array* files are read whole; ``columns`` without a ``scheme`` reads the file twice, first to
+    detect the scheme). Errors in the file surface while iterating, where they occur.
 
-    >>> examples, report = read("train.tsv", "table-cls", text_column="text_a")   # doctest: +SKIP
+    >>> stream = iter_examples("big.bio", "columns", scheme="BIO")   # doctest: +SKIP
+    >>> chars = sum(len(ex.text) for ex in stream)                   # doctest: +SKIP
+    >>> stream.report.examples                                       # doctest: +SKIP
     """
     reader = get_reader(format)
     accepted = [p for p in inspect.signature(reader).parameters if p not in ("path", "strict")]
@@ -88,12 +113,24 @@ def read(path: str | Path, format: str, *, strict: bool = False, **options: Any)
     if unknown:
         raise ValueError(f"reader {format!r} does not take option(s) {', '.join(unknown)}; "
                          f"its options are: {', '.join(accepted) or 'none'}")
-    return reader(path, strict=strict, **options)
+    return ExampleStream(STREAMS[format], path, strict=strict, **options)
+
+
+def read(path: str | Path, format: str, *, strict: bool = False, **options: Any) -> tuple[list, ReadReport]:
+    """Read ``path`` with the reader named ``format`` (see the table above) and its ``options``.
+
+    ``strict=True`` raises :class:`CorpusError` instead of repairing or skipping bad annotations.
+    The examples are built one at a time from a stream of the file (:func:`iter_examples`): the
+    returned list is the only copy held.
+
+    >>> examples, report = read("train.tsv", "table-cls", text_column="text_a")   # doctest: +SKIP
+    """
+    return iter_examples(path, format, strict=strict, **options).collect()
 
 
 __all__ = [
-    "READERS", "READER_TASKS", "CorpusError", "ReadReport", "duplicates", "flatten_examples", "get_reader",
-    "inclusive_to_exclusive", "overlap", "read", "read_cblue_ner", "read_ccks2017", "read_cluener",
-    "read_cmeee", "read_columns", "read_json_cls", "read_json_pair", "read_json_spans", "read_table_cls",
-    "read_table_pair", "span_counts",
+    "READERS", "READER_TASKS", "STREAMS", "CorpusError", "ExampleStream", "ReadReport", "duplicates",
+    "flatten_examples", "get_reader", "inclusive_to_exclusive", "iter_examples", "overlap", "read",
+    "read_cblue_ner", "read_ccks2017", "read_cluener", "read_cmeee", "read_columns", "read_json_cls",
+    "read_json_pair", "read_json_spans", "read_table_cls", "read_table_pair", "span_counts",
 ]

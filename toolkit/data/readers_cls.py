@@ -11,6 +11,10 @@ Labels are strings with surrounding whitespace removed (ChnSentiCorp has one ``"
 as a repair). Empty texts and missing labels are skipped and counted; labels listed in
 ``no_gold`` are left out and counted as omitted (not a defect).
 
+Each ``read_x`` has a generator ``x_examples(path, report, **options)`` behind it, which
+:func:`toolkit.data.readers.iter_examples` streams (CSV/TSV and JSON lines are streamed; a JSON
+array file is read whole). A UTF-8 BOM never reaches a column name or the first text.
+
 Example:
     >>> examples, report = read_table_cls("train.tsv", text_column="text_a")   # doctest: +SKIP
     >>> examples[0].label, examples[0].source                                  # doctest: +SKIP
@@ -19,13 +23,14 @@ Example:
 from __future__ import annotations
 
 import csv
-import io
+import itertools
 import logging
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from toolkit.data.examples import PairExample, TextExample
-from toolkit.data.validation import CorpusError, ReadReport, iter_json_records, read_text
+from toolkit.data.sources import CorpusError, json_file_records, open_binary, table_lines, text_pieces
+from toolkit.data.validation import ExampleStream, ReadReport
 
 logger = logging.getLogger(__name__)
 
@@ -41,19 +46,26 @@ def _delimiter(name: str, header: str, delimiter: str | None) -> str:
     return "\t" if "\t" in header else ","
 
 
-def _table_rows(text: str, where: str, delimiter: str | None, columns: Sequence[str]
+def _table_rows(lines: Iterator[str], where: str, delimiter: str | None, columns: Sequence[str]
                 ) -> Iterator[tuple[str, dict[str, str]]]:
-    """``(path:line, {column: value})`` for each data row; the header must name ``columns``."""
-    header_line = text.split("\n", 1)[0].rstrip("\r")
+    """``(path:line, {column: value})`` for each data row of ``lines``; the header must name ``columns``."""
+    header_line = next(lines, None)
+    if header_line is None:
+        raise CorpusError("the file is empty", where=f"{where}:1", expected=f"a header row naming {', '.join(columns)}")
+    header_line = header_line.rstrip("\r\n")
     sep = _delimiter(where, header_line, delimiter)
     # TSV corpora quote nothing and hold bare '"' inside texts; CSV uses standard quoting.
     quoting = csv.QUOTE_NONE if sep == "\t" else csv.QUOTE_MINIMAL
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep, quoting=quoting)
-    header = next(reader, None)
+    row_lines: list[str] = []  # the raw lines of the row being read (for error messages)
+
+    def remembered() -> Iterator[str]:
+        for line in lines:
+            row_lines.append(line)
+            yield line
+
+    reader = csv.reader(itertools.chain([header_line], remembered()), delimiter=sep, quoting=quoting)
+    header = [h.strip() for h in next(reader)]
     shown = "TAB" if sep == "\t" else repr(sep)
-    if header is None:
-        raise CorpusError("the file is empty", where=f"{where}:1", expected=f"a header row naming {', '.join(columns)}")
-    header = [h.strip() for h in header]
     missing = [c for c in columns if c not in header]
     if missing:
         raise CorpusError(f"the header has no column {', '.join(map(repr, missing))}", where=f"{where}:1",
@@ -62,17 +74,18 @@ def _table_rows(text: str, where: str, delimiter: str | None, columns: Sequence[
                                "to name yours")
     index = {c: header.index(c) for c in columns}
     line_no = reader.line_num
+    row_lines.clear()
     for row in reader:
         first, line_no = line_no + 1, reader.line_num
         if not row or (len(row) == 1 and not row[0].strip()):
+            row_lines.clear()
             continue
         if len(row) != len(header):
-            lines = text.split("\n")
-            raw_line = lines[first - 1] if first <= len(lines) else ""
             raise CorpusError(f"{len(row)} fields where the header has {len(header)}", where=f"{where}:{first}",
-                              line=raw_line.rstrip("\r"),
+                              line=row_lines[0].rstrip("\r\n") if row_lines else "",
                               expected=f"{shown}-separated {', '.join(header)}"
                                        + ("" if sep == "\t" else " (quote fields that contain the separator)"))
+        row_lines.clear()
         yield f"{where}:{first}", {c: row[i] for c, i in index.items()}
 
 
@@ -99,9 +112,39 @@ def _text_ok(values: Sequence[Any], here: str, report: ReadReport) -> bool:
     return True
 
 
+Rows = Callable[[Iterator[str], str], Iterator[tuple[str, Mapping[str, Any]]]]
+
+
+def _examples(path: str | Path, report: ReadReport, member: str | None, rows: Rows, text_keys: Sequence[str],
+              label_key: str, no_gold: Sequence[str], names: Mapping[str, str] | None, make: Callable[..., Any]
+              ) -> Iterator[Any]:
+    """Shared loop of the four readers: ``make(*texts, label, source)`` for each usable row."""
+    with open_binary(path, member) as (handle, where):
+        report.source = where
+        for here, row in rows(text_pieces(handle, where), where):
+            report.records += 1
+            texts = [row[k] for k in text_keys]
+            if not _text_ok(texts, here, report):
+                continue
+            label = _label(row.get(label_key), here, report, no_gold, names)
+            if label is not None:
+                yield make(*texts, label, here)
+
+
+def table_cls_examples(path: str | Path, report: ReadReport, *, text_column: str = "text",
+                       label_column: str = "label", delimiter: str | None = None, member: str | None = None,
+                       no_gold: Sequence[str] = (), label_names: Mapping[str, str] | None = None
+                       ) -> Iterator[TextExample]:
+    """The generator behind :func:`read_table_cls` (same options); counts into ``report``."""
+    def rows(pieces: Iterator[str], where: str) -> Iterator[tuple[str, dict[str, str]]]:
+        return _table_rows(table_lines(pieces), where, delimiter, (text_column, label_column))
+    return _examples(path, report, member, rows, (text_column,), label_column, no_gold, label_names, TextExample)
+
+
 def read_table_cls(path: str | Path, *, text_column: str = "text", label_column: str = "label",
-                   delimiter: str | None = None, member: str | None = None, no_gold: Sequence[str] = (), label_names: Mapping[str, str] | None = None,
-                   strict: bool = False) -> tuple[list[TextExample], ReadReport]:
+                   delimiter: str | None = None, member: str | None = None, no_gold: Sequence[str] = (),
+                   label_names: Mapping[str, str] | None = None, strict: bool = False
+                   ) -> tuple[list[TextExample], ReadReport]:
     """Read a CSV/TSV classification file with a header row.
 
     The delimiter follows the extension (``.tsv`` tab, ``.csv`` comma) unless given; TSV fields
@@ -112,47 +155,39 @@ def read_table_cls(path: str | Path, *, text_column: str = "text", label_column:
     >>> examples[0]                                                            # doctest: +SKIP
     TextExample(text='很快，好吃', label='1', source='waimai.csv:2')
     """
-    text, where = read_text(path, member)
-    report = ReadReport(where)
-    examples: list[TextExample] = []
-    records = 0
-    for here, row in _table_rows(text, where, delimiter, (text_column, label_column)):
-        records += 1
-        if not _text_ok([row[text_column]], here, report):
-            continue
-        label = _label(row[label_column], here, report, no_gold, label_names)
-        if label is not None:
-            examples.append(TextExample(row[text_column], label, here))
-    report.finish(examples, strict, records=records)
-    return examples, report
+    return ExampleStream(table_cls_examples, path, strict=strict, text_column=text_column,
+                         label_column=label_column, delimiter=delimiter, member=member, no_gold=no_gold,
+                         label_names=label_names).collect()
+
+
+def table_pair_examples(path: str | Path, report: ReadReport, *, a_column: str = "sentence1",
+                        b_column: str = "sentence2", label_column: str = "label", delimiter: str | None = None,
+                        member: str | None = None, no_gold: Sequence[str] = (),
+                        label_names: Mapping[str, str] | None = None) -> Iterator[PairExample]:
+    """The generator behind :func:`read_table_pair` (same options); counts into ``report``."""
+    def rows(pieces: Iterator[str], where: str) -> Iterator[tuple[str, dict[str, str]]]:
+        return _table_rows(table_lines(pieces), where, delimiter, (a_column, b_column, label_column))
+    return _examples(path, report, member, rows, (a_column, b_column), label_column, no_gold, label_names,
+                     PairExample)
 
 
 def read_table_pair(path: str | Path, *, a_column: str = "sentence1", b_column: str = "sentence2",
                     label_column: str = "label", delimiter: str | None = None, member: str | None = None,
-                    no_gold: Sequence[str] = (), label_names: Mapping[str, str] | None = None, strict: bool = False) -> tuple[list[PairExample], ReadReport]:
+                    no_gold: Sequence[str] = (), label_names: Mapping[str, str] | None = None,
+                    strict: bool = False) -> tuple[list[PairExample], ReadReport]:
     """Read a CSV/TSV sentence-pair file with a header row (BQ: ``sentence1,sentence2,label``).
 
     >>> examples, report = read_table_pair("bq/dev.csv")   # doctest: +SKIP
     >>> examples[0].text_a, examples[0].label              # doctest: +SKIP
     """
-    text, where = read_text(path, member)
-    report = ReadReport(where)
-    examples: list[PairExample] = []
-    records = 0
-    for here, row in _table_rows(text, where, delimiter, (a_column, b_column, label_column)):
-        records += 1
-        if not _text_ok([row[a_column], row[b_column]], here, report):
-            continue
-        label = _label(row[label_column], here, report, no_gold, label_names)
-        if label is not None:
-            examples.append(PairExample(row[a_column], row[b_column], label, here))
-    report.finish(examples, strict, records=records)
-    return examples, report
+    return ExampleStream(table_pair_examples, path, strict=strict, a_column=a_column, b_column=b_column,
+                         label_column=label_column, delimiter=delimiter, member=member, no_gold=no_gold,
+                         label_names=label_names).collect()
 
 
-def _json_rows(text: str, where: str, keys: Sequence[str]) -> Iterator[tuple[str, dict]]:
+def _json_rows(pieces: Iterator[str], where: str, keys: Sequence[str]) -> Iterator[tuple[str, dict]]:
     expected = "{" + ", ".join(f'"{k}": ...' for k in keys) + "} per record (a JSON array or JSON lines)"
-    for number, record in iter_json_records(text, where):
+    for number, record in json_file_records(pieces, where):
         here = f"{where}:{number}"
         if not isinstance(record, dict):
             raise CorpusError("a record is not a JSON object", where=here, line=str(record), expected=expected)
@@ -164,30 +199,39 @@ def _json_rows(text: str, where: str, keys: Sequence[str]) -> Iterator[tuple[str
         yield here, record
 
 
+def json_cls_examples(path: str | Path, report: ReadReport, *, text_key: str = "text", label_key: str = "label",
+                      member: str | None = None, no_gold: Sequence[str] = (),
+                      label_names: Mapping[str, str] | None = None) -> Iterator[TextExample]:
+    """The generator behind :func:`read_json_cls` (same options); counts into ``report``."""
+    def rows(pieces: Iterator[str], where: str) -> Iterator[tuple[str, dict]]:
+        return _json_rows(pieces, where, (text_key, label_key))
+    return _examples(path, report, member, rows, (text_key,), label_key, no_gold, label_names, TextExample)
+
+
 def read_json_cls(path: str | Path, *, text_key: str = "text", label_key: str = "label",
-                  member: str | None = None, no_gold: Sequence[str] = (), label_names: Mapping[str, str] | None = None, strict: bool = False
+                  member: str | None = None, no_gold: Sequence[str] = (),
+                  label_names: Mapping[str, str] | None = None, strict: bool = False
                   ) -> tuple[list[TextExample], ReadReport]:
     """Read classification records from a JSON array or JSON lines (CHIP-CTC, KUAKE-QIC).
 
     >>> examples, report = read_json_cls("KUAKE-QIC_dev.json", text_key="query")   # doctest: +SKIP
     """
-    text, where = read_text(path, member)
-    report = ReadReport(where)
-    examples: list[TextExample] = []
-    records = 0
-    for here, record in _json_rows(text, where, (text_key, label_key)):
-        records += 1
-        if not _text_ok([record[text_key]], here, report):
-            continue
-        label = _label(record.get(label_key), here, report, no_gold, label_names)
-        if label is not None:
-            examples.append(TextExample(record[text_key], label, here))
-    report.finish(examples, strict, records=records)
-    return examples, report
+    return ExampleStream(json_cls_examples, path, strict=strict, text_key=text_key, label_key=label_key,
+                         member=member, no_gold=no_gold, label_names=label_names).collect()
+
+
+def json_pair_examples(path: str | Path, report: ReadReport, *, a_key: str = "text1", b_key: str = "text2",
+                       label_key: str = "label", member: str | None = None, no_gold: Sequence[str] = (),
+                       label_names: Mapping[str, str] | None = None) -> Iterator[PairExample]:
+    """The generator behind :func:`read_json_pair` (same options); counts into ``report``."""
+    def rows(pieces: Iterator[str], where: str) -> Iterator[tuple[str, dict]]:
+        return _json_rows(pieces, where, (a_key, b_key, label_key))
+    return _examples(path, report, member, rows, (a_key, b_key), label_key, no_gold, label_names, PairExample)
 
 
 def read_json_pair(path: str | Path, *, a_key: str = "text1", b_key: str = "text2", label_key: str = "label",
-                   member: str | None = None, no_gold: Sequence[str] = (), label_names: Mapping[str, str] | None = None, strict: bool = False
+                   member: str | None = None, no_gold: Sequence[str] = (),
+                   label_names: Mapping[str, str] | None = None, strict: bool = False
                    ) -> tuple[list[PairExample], ReadReport]:
     """Read sentence-pair records from a JSON array or JSON lines (CHIP-STS, KUAKE-QQR, OCNLI).
 
@@ -196,16 +240,5 @@ def read_json_pair(path: str | Path, *, a_key: str = "text1", b_key: str = "text
     >>> report.omitted                                                        # doctest: +SKIP
     Counter({"no gold label ('-')": 50})
     """
-    text, where = read_text(path, member)
-    report = ReadReport(where)
-    examples: list[PairExample] = []
-    records = 0
-    for here, record in _json_rows(text, where, (a_key, b_key, label_key)):
-        records += 1
-        if not _text_ok([record[a_key], record[b_key]], here, report):
-            continue
-        label = _label(record.get(label_key), here, report, no_gold, label_names)
-        if label is not None:
-            examples.append(PairExample(record[a_key], record[b_key], label, here))
-    report.finish(examples, strict, records=records)
-    return examples, report
+    return ExampleStream(json_pair_examples, path, strict=strict, a_key=a_key, b_key=b_key,
+                         label_key=label_key, member=member, no_gold=no_gold, label_names=label_names).collect()

@@ -11,8 +11,10 @@ Three kinds of trouble, handled differently:
 * **Split hygiene**: :func:`duplicates`, :func:`overlap` and :func:`flatten_examples` (nested spans to
   the flat spans a CRF tagger needs, counting what it drops per label).
 
-The low-level loaders used by every reader live here too (:func:`read_text`,
-:func:`iter_json_records`), because they are where bytes become located lines or a located error.
+Readers report through a :class:`ReadReport` and hand their examples out through an
+:class:`ExampleStream` (lazily, one pass; ``collect()`` gives the list). The low-level loaders
+(:func:`read_text`, :func:`iter_json_records`, :class:`CorpusError`) live in
+:mod:`toolkit.data.sources` and are importable from here as before.
 
 Example:
     >>> report = ReadReport("train.txt")
@@ -22,51 +24,20 @@ Example:
 """
 from __future__ import annotations
 
-import difflib
-import json
 import logging
-import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Iterable, Iterator, Literal, Sequence, Union
+from typing import Any, Callable, Iterable, Iterator, Literal, Sequence, Union
 
 from toolkit.data.examples import NerExample, PairExample, Span, TextExample
+from toolkit.data.sources import (MAX_LINE_CHARS, CorpusError, decode, iter_json_records, location,  # noqa: F401
+                                  read_text, shorten, split_lines, zip_member)
+from toolkit.errors import InputError
 from toolkit.tags import flatten_spans
 
 logger = logging.getLogger(__name__)
 
 Example = Union[NerExample, TextExample, PairExample]
-MAX_LINE_CHARS = 120
-
-
-def shorten(text: str, limit: int = MAX_LINE_CHARS) -> str:
-    """``text`` cut to ``limit`` characters with ``...`` marking the cut.
-
-    >>> shorten("abcdef", 4)
-    'abc...'
-    """
-    return text if len(text) <= limit else text[: limit - 1] + "..."
-
-
-class CorpusError(ValueError):
-    """A corpus file that cannot be read as it stands; the message says where and what to fix.
-
-    >>> str(CorpusError("no tag", where="a.txt:3", line="中", expected="'<char> <TAG>'"))
-    "a.txt:3: no tag\\n    line: '中'\\n    expected: '<char> <TAG>'"
-    """
-
-    def __init__(self, problem: str, *, where: str | None = None, line: str | None = None,
-                 expected: str | None = None, hint: str | None = None) -> None:
-        self.problem, self.where, self.line, self.expected, self.hint = problem, where, line, expected, hint
-        parts = [f"{where}: {problem}" if where else problem]
-        if line is not None:
-            parts.append(f"    line: {shorten(line)!r}")
-        if expected:
-            parts.append(f"    expected: {expected}")
-        if hint:
-            parts.append(f"    {hint}")
-        super().__init__("\n".join(parts))
 
 
 @dataclass
@@ -91,6 +62,7 @@ class ReadReport:
     duplicates: int = 0
     where: dict[str, list[str]] = field(default_factory=dict)
     max_locations: int = 5
+    _seen: set = field(default_factory=set, init=False, repr=False, compare=False)
 
     def _note(self, counter: Counter, problem: str, where: str, detail: str, n: int) -> None:
         counter[problem] += n
@@ -156,22 +128,30 @@ class ReadReport:
                 "dropped_spans": dict(self.dropped_spans), "duplicates": self.duplicates,
                 "where": {k: list(v) for k, v in self.where.items()}}
 
-    def finish(self, examples: Sequence[Example], strict: bool = False, records: int | None = None) -> None:
-        """Fill the totals from ``examples`` (and ``records`` read); then refuse (strict) or warn once.
+    def add(self, example: Example) -> None:
+        """Count one returned example: its spans or label, and whether its text repeats an earlier one.
+
+        Repeats are found by the texts' 64-bit hashes, so a stream does not keep every text alive.
+        """
+        self.examples += 1
+        if isinstance(example, NerExample):
+            self.spans += len(example.spans)
+            for span in example.spans:
+                self.labels[span.label] += 1
+        else:
+            self.labels[example.label] += 1
+        key = hash(example_key(example))
+        if key in self._seen:
+            self.duplicates += 1
+        else:
+            self._seen.add(key)
+
+    def close(self, strict: bool = False) -> None:
+        """The end of a read: refuse (``strict``) or warn once when anything was repaired or skipped.
 
         Raises :class:`CorpusError` in strict mode when anything was repaired or skipped.
         """
-        self.examples = len(examples)
-        self.records = len(examples) if records is None else records
-        self.labels = Counter()
-        self.spans = 0
-        for ex in examples:
-            if isinstance(ex, NerExample):
-                self.spans += len(ex.spans)
-                self.labels.update(s.label for s in ex.spans)
-            else:
-                self.labels[ex.label] += 1
-        self.duplicates = duplicates(examples)
+        self._seen = set()
         if not self.problems:
             return
         if strict:
@@ -182,126 +162,54 @@ class ReadReport:
         logger.warning("%s\n  (repaired/skipped items are counted in the returned ReadReport; "
                        "pass strict=True to refuse them)", self.summary())
 
-
-# ----------------------------------------------------------------------------------------------
-# Loading bytes into located text
-
-
-def location(path: str | Path, member: str | None = None) -> str:
-    """The name used in ``source`` fields: ``path`` or ``path!member`` for a file inside a zip."""
-    return f"{path}!{member}" if member else str(path)
-
-
-def decode(raw: bytes, where: str) -> str:
-    """UTF-8 text from ``raw`` (a leading BOM is dropped); :class:`CorpusError` with the line if not UTF-8."""
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        line_no = raw[: err.start].count(b"\n") + 1
-        line_start = raw.rfind(b"\n", 0, err.start) + 1
-        line_end = raw.find(b"\n", err.start)
-        line = raw[line_start: line_end if line_end >= 0 else None]
-        raise CorpusError(f"bytes that are not UTF-8 at byte {err.start}", where=f"{where}:{line_no}",
-                          line=line.decode("utf-8", errors="replace"), expected="UTF-8 text",
-                          hint="convert the file, e.g. `iconv -f GBK -t UTF-8 in.txt > out.txt`") from None
+    def finish(self, examples: Sequence[Example], strict: bool = False, records: int | None = None) -> None:
+        """Fill the totals from all ``examples`` (and ``records`` read), then :meth:`close`."""
+        self.examples = self.spans = self.duplicates = 0
+        self.labels = Counter()
+        self._seen = set()
+        for ex in examples:
+            self.add(ex)
+        self.records = len(examples) if records is None else records
+        self.close(strict)
 
 
-def zip_member(archive: zipfile.ZipFile, path: str | Path, member: str | None) -> str:
-    """The member to read from ``archive``: ``member``, or the only file in it when ``None``."""
-    names = [n for n in archive.namelist() if not n.endswith("/")]
-    if member is None:
-        if len(names) == 1:
-            return names[0]
-        raise CorpusError(f"the zip holds {len(names)} files; say which one to read",
-                          where=str(path), hint=f"pass member=..., one of: {', '.join(names[:10])}")
-    if member not in names:
-        close = difflib.get_close_matches(member, names, n=1)
-        raise CorpusError(f"no member {member!r} in the zip", where=str(path),
-                          hint=(f"did you mean {close[0]!r}? " if close else "")
-                          + f"members: {', '.join(names[:10])}")
-    return member
+class ExampleStream:
+    """The examples of one corpus file, read lazily in one pass; ``report`` is complete at the end.
 
+    ``produce(path, report, **options)`` is a reader's generator: it yields examples and counts
+    records and problems in ``report``. Iterate a stream once (it reads the file as you go, so
+    memory stays flat), or call :meth:`collect` for ``(list, report)``. Malformed lines raise
+    :class:`CorpusError` when they are reached; ``strict=True`` raises at the end of the file if
+    anything was repaired or skipped.
 
-def read_text(path: str | Path, member: str | None = None) -> tuple[str, str]:
-    """``(text, where)`` of a UTF-8 file, or of one ``member`` of a ``.zip`` file.
-
-    >>> # text, where = read_text("msra.zip", "dh_msra.txt")  -> where == "msra.zip!dh_msra.txt"
+    >>> stream = iter_examples("big.bio", "columns", scheme="BIO")   # doctest: +SKIP
+    >>> n = sum(len(ex.text) for ex in stream)                       # doctest: +SKIP
+    >>> stream.report.examples                                       # doctest: +SKIP
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"corpus file not found: {path} (check the path, or the data root "
-                                "for catalogued datasets)")
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as archive:
-            member = zip_member(archive, path, member)
-            raw = archive.read(member)
-    elif member is not None:
-        raise CorpusError(f"member={member!r} was given but the file is not a zip archive", where=str(path))
-    else:
-        raw = path.read_bytes()
-    where = location(path, member)
-    return decode(raw, where), where
 
+    def __init__(self, produce: Callable[..., Iterator[Example]], path: Any, *, strict: bool = False,
+                 **options: Any) -> None:
+        self.report = ReadReport(str(path))
+        self._produce, self._path, self._strict, self._options = produce, path, strict, options
+        self._started = False
 
-def split_lines(text: str) -> list[str]:
-    """Lines of ``text`` without their ``\\n`` / ``\\r\\n`` ends (only ``\\n`` splits, unlike ``splitlines``)."""
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return [line[:-1] if line.endswith("\r") else line for line in lines]
+    def __iter__(self) -> Iterator[Example]:
+        if self._started:
+            raise InputError(f"the examples of {self._path} were already read from this stream; "
+                             "call iter_examples() again to read the file again")
+        self._started = True
+        return self._run()
 
+    def _run(self) -> Iterator[Example]:
+        for example in self._produce(self._path, self.report, **self._options):
+            self.report.add(example)
+            yield example
+        self.report.close(self._strict)
 
-def iter_json_records(text: str, where: str) -> Iterator[tuple[int, object]]:
-    """``(line_number, record)`` from a JSON array file or a JSON-lines file.
-
-    Raises :class:`CorpusError` with the line for JSON that does not parse.
-    """
-    stripped = text.lstrip()
-    if not stripped.startswith("["):
-        for number, line in enumerate(split_lines(text), 1):
-            if not line.strip():
-                continue
-            try:
-                yield number, json.loads(line)
-            except json.JSONDecodeError as err:
-                raise CorpusError(f"invalid JSON ({err.msg}, column {err.colno})", where=f"{where}:{number}",
-                                  line=line, expected="one JSON object per line") from None
-        return
-    decoder = json.JSONDecoder()
-    pos = len(text) - len(stripped) + 1
-    counted, line_no = 0, 1  # line_no is the line of text[counted]
-
-    def line_of(at: int) -> int:
-        nonlocal counted, line_no
-        line_no += text.count("\n", counted, at)
-        counted = at
-        return line_no
-
-    def fail(at: int, msg: str) -> CorpusError:
-        start = text.rfind("\n", 0, at) + 1
-        end = text.find("\n", at)
-        return CorpusError(msg, where=f"{where}:{line_of(at)}", line=text[start: end if end >= 0 else None],
-                           expected="a JSON array of objects: [{...}, {...}]")
-
-    while True:
-        while pos < len(text) and text[pos] in " \t\r\n":
-            pos += 1
-        if pos < len(text) and text[pos] == "]":
-            return
-        try:
-            record, end = decoder.raw_decode(text, pos)
-        except json.JSONDecodeError as err:
-            raise fail(err.pos, f"invalid JSON ({err.msg})") from None
-        yield line_of(pos), record
-        pos = end
-        while pos < len(text) and text[pos] in " \t\r\n":
-            pos += 1
-        if pos < len(text) and text[pos] == ",":
-            pos += 1
-        elif pos < len(text) and text[pos] == "]":
-            return
-        else:
-            raise fail(min(pos, len(text)), "expected ',' or ']' after an array element")
+    def collect(self) -> tuple[list, ReadReport]:
+        """All examples as a list, with the finished report."""
+        examples = list(self)
+        return examples, self.report
 
 
 # ----------------------------------------------------------------------------------------------

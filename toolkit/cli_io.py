@@ -1,0 +1,129 @@
+"""Input, output and option checks of the ``toolkit`` command (:mod:`toolkit.cli`).
+
+* texts come from arguments, ``-i FILE`` or stdin, a byte order mark dropped;
+* ``-o FILE`` is written to a temporary file next to FILE and renamed over it only when the command
+  succeeds (:func:`output`), so a failed or interrupted run leaves FILE as it was;
+* JSON never holds NaN or Infinity (:func:`to_json`);
+* numeric options are checked by ``argparse`` (:func:`positive_int`, :func:`positive_float`).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+from contextlib import contextmanager
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any, Iterator, TextIO
+
+from .errors import InputError, ModelFolderError
+
+
+def jsonable(obj: Any) -> Any:
+    """``obj`` with dataclasses (entities) turned into dicts, for ``json.dumps``."""
+    if is_dataclass(obj):
+        return asdict(obj)
+    if isinstance(obj, dict):
+        return {k: jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    return obj
+
+
+def positive_int(text: str) -> int:
+    """``argparse`` type of options that must be a whole number of at least 1 (a usage error, exit 2, otherwise).
+
+    >>> positive_int("8")
+    8
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """``argparse`` type of options that must be a finite number above 0 (a usage error, exit 2, otherwise).
+
+    >>> positive_float("2e-5")
+    2e-05
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text}")
+    return value
+
+
+def to_json(obj: Any, where: str, **kwargs: Any) -> str:
+    """``json.dumps`` that refuses NaN and Infinity (not JSON) with a message naming ``where``."""
+    try:
+        return json.dumps(jsonable(obj), ensure_ascii=False, allow_nan=False, **kwargs)
+    except ValueError as err:
+        raise ModelFolderError(f"{where}: the output holds NaN or Infinity, which JSON cannot hold ({err}); the model's "
+                               "weights are probably damaged: copy the model folder again or re-train it") from err
+
+
+def _lines(stream: TextIO) -> Iterator[str]:
+    """Lines without their line ends; a byte order mark before the first is dropped."""
+    for i, line in enumerate(stream):
+        yield (line.lstrip("\ufeff") if i == 0 else line).rstrip("\r\n")
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return Path(a).resolve() == Path(b).resolve()
+
+
+def read_inputs(args: argparse.Namespace) -> tuple[list[str], str]:
+    """``(texts, where)`` for ``toolkit run``; checks the input and output options before any model loads."""
+    if args.input and args.text:
+        raise InputError(f"give texts either as arguments or with -i {args.input}, not both (drop {args.text[0]!r} ...)")
+    if args.output:
+        out = Path(args.output)
+        if out.is_dir():
+            raise InputError(f"-o {out} is a folder: give a file name, e.g. -o {out / 'results.jsonl'}")
+        if not out.parent.is_dir():
+            raise InputError(f"-o {out}: the folder {out.parent} does not exist; create it first")
+        if args.input and _same_file(args.input, args.output):
+            raise InputError(f"-o {args.output} is the input file: the results would overwrite the texts; write them to another file")
+    if args.input:
+        with open(args.input, encoding="utf-8-sig") as f:
+            return list(_lines(f)), args.input
+    if args.text in ([], ["-"]):
+        return list(_lines(sys.stdin)), "<stdin>"
+    return list(args.text), "argument"
+
+
+@contextmanager
+def output(path: str | None) -> Iterator[TextIO]:
+    """stdout, or a temporary file next to ``path`` that replaces ``path`` only when the block
+    succeeds (removed on any error or Ctrl-C, so an existing ``path`` stays as it was)."""
+    if path is None:
+        yield sys.stdout
+        return
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, target.stat().st_mode & 0o777 if target.exists() else 0o666 & ~umask)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            yield f
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+__all__ = ["jsonable", "output", "positive_float", "positive_int", "read_inputs", "to_json"]
