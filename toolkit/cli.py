@@ -132,6 +132,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from .diagnostics import train_settings
     from .recipe import Recipe
     from .training import drop_checkpoint, folder_mb, train
 
@@ -151,6 +154,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         recipe.train.batch_size = args.batch_size
     if args.threads is not None:
         recipe.train.threads = args.threads
+    recipe.train = replace(recipe.train, **train_settings(args))
+    recipe.check()
     summary = train(recipe, resume=args.resume, progress=not args.no_progress, overwrite=args.overwrite)
     if args.no_keep_run and drop_checkpoint(summary["run"], summary["model"]):
         run = f"{summary['run']} (checkpoint removed: --no-keep-run)"
@@ -170,6 +175,7 @@ def _key_value(text: str) -> tuple[str, str]:
 
 
 def _cmd_finetune(args: argparse.Namespace) -> int:
+    from .diagnostics import train_settings
     from .finetune import finetune, format_report, format_summary
 
     if not args.train:
@@ -179,7 +185,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         scheme=args.scheme, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, max_length=args.max_length, num_layers=args.num_layers,
         freeze_encoder=args.freeze_encoder, max_minutes=args.max_minutes, progress=not args.no_progress,
         reader_options=dict(_key_value(x) for x in args.option), threads=args.threads, resume=args.resume, overwrite=args.overwrite,
-        keep_run=not args.no_keep_run, on_report=lambda report: print(format_report(report), file=sys.stderr, flush=True),
+        keep_run=not args.no_keep_run, train_settings=train_settings(args), on_report=lambda report: print(format_report(report), file=sys.stderr, flush=True),
     )
     print(format_summary(result))
     return 0
@@ -267,6 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_cmd_build_base)
 
+    from .diagnostics import add_train_arguments
+
     p = sub.add_parser("train", help="fine-tune: `train RECIPE.yaml` (joint multi-task) or `train ner|cls|pair --train FILE ...`")
     p.add_argument("target", help="a recipe YAML (see recipes/), or ner | cls | pair to train on your own files")
     p.add_argument("--train", help="your training file (BIO/BIOES/BMES columns, JSON spans, TSV/CSV/JSON)")
@@ -290,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-keep-run", action="store_true", help="after the model is saved, delete the run folder (ner|cls|pair: OUT.run; recipes: OUT/checkpoint), hundreds of MB; the run can then not be resumed")
     p.add_argument("--threads", type=positive_int, help="CPU threads torch trains with (default: torch's, one per core); 1-2 when other jobs share the CPU, which can be 10x faster")
     p.add_argument("--no-progress", action="store_true")
+    add_train_arguments(p)  # early stopping and diagnostics (toolkit.diagnostics)
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("export", help="export a model to ONNX (one graph for the encoder and all heads), optionally int8")
@@ -302,6 +311,15 @@ def build_parser() -> argparse.ArgumentParser:
     from .vocab import register_cli as register_vocab
 
     register_vocab(sub)
+    from .report import register_cli as register_report
+
+    register_report(sub)
+    from .tune import register_cli as register_tune
+
+    register_tune(sub)
+    from .data.check import register_cli as register_data
+
+    register_data(sub)
 
     p = sub.add_parser("eval", help="score a model on a dataset split or your own file, on the original texts")
     p.add_argument("model", help="registered name or model folder")

@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from .data.validation import example_key
 from .errors import InputError
-from .metrics import classification_scores, span_prf
+from .metrics import calibration, classification_scores, per_class_prf, span_prf
 from .pipeline import build_pipeline
 
 logger = logging.getLogger(__name__)
@@ -54,13 +54,47 @@ def runtime_spec(runtime: str, quantize: str | None = None) -> str:
 def predict(pipe, task: str, examples: Sequence) -> list:
     """Predictions of a one-task pipeline (either runtime) on ``examples``, in comparable form:
     a sorted list of ``(start, end, label)`` per text for a tagger, the label for a classifier or matcher."""
+    kind = _kind(pipe, task)
+    return _comparable(kind, _outputs(pipe, examples, kind))
+
+
+def _kind(pipe, task: str) -> str:
     if list(pipe.tasks) != [task]:
         raise ValueError(f"expected a pipeline for the one task {task!r}, got one for {pipe.tasks}")
-    kind = pipe.kinds[task]
+    return pipe.kinds[task]
+
+
+def _outputs(pipe, examples: Sequence, kind: str) -> list:
+    """The pipeline's raw outputs: entities per text (tagger), ``{"label", "score", ...}`` otherwise."""
     if kind == "tagger":
-        return [sorted({(e.start, e.end, e.label) for e in found}) for found in pipe([ex.text for ex in examples])]
+        return pipe([ex.text for ex in examples])
     inputs = [ex.text for ex in examples] if kind == "classifier" else [(ex.text_a, ex.text_b) for ex in examples]
-    return [p["label"] for p in pipe(inputs)] if inputs else []
+    return pipe(inputs) if inputs else []
+
+
+def _comparable(kind: str, outputs: list) -> list:
+    if kind == "tagger":
+        return [sorted({(e.start, e.end, e.label) for e in found}) for found in outputs]
+    return [p["label"] for p in outputs]
+
+
+def confidence_report(kind: str, outputs: list, examples: Sequence, bins: int = 10) -> dict[str, Any]:
+    """Per-class P/R/F1 and :func:`~toolkit.metrics.calibration` of the confidences of raw pipeline
+    ``outputs``: a tagger's entity ``score`` (the span's probability; correct = the span is in gold),
+    a classifier's or matcher's top-label ``score`` (correct = the label is gold's).
+
+    Example:
+        >>> rep = confidence_report("classifier", [{"label": "pos", "score": 0.9}], [Example("好", label="pos")])  # doctest: +SKIP
+        >>> rep["calibration"]["hist_correct"][9], rep["per_class"]["pos"]["f1"]  # doctest: +SKIP
+        (1, 1.0)
+    """
+    if kind == "tagger":
+        per_class = span_prf(_comparable(kind, outputs), [[s.as_tuple() for s in ex.spans] for ex in examples])["per_type"]
+        pairs = [(e.score, (e.start, e.end, e.label) in {s.as_tuple() for s in ex.spans}) for found, ex in zip(outputs, examples) for e in found]
+    else:
+        per_class = per_class_prf([p["label"] for p in outputs], [ex.label for ex in examples])
+        pairs = [(p["score"], p["label"] == ex.label) for p, ex in zip(outputs, examples) if p["score"] is not None]
+    return {"per_class": per_class, "calibration": calibration([c for c, _ in pairs], [ok for _, ok in pairs], bins)}
 
 
 def score(kind: str, predictions: Sequence, examples: Sequence) -> dict[str, Any]:
@@ -79,21 +113,27 @@ def score(kind: str, predictions: Sequence, examples: Sequence) -> dict[str, Any
     return {"metric": MAIN[kind], "main": main, **scores}
 
 
-def evaluate_pipeline(pipe, task: str, examples: Sequence, keep_predictions: bool = False) -> dict[str, Any]:
+def evaluate_pipeline(pipe, task: str, examples: Sequence, keep_predictions: bool = False, confidence: bool = False) -> dict[str, Any]:
     """Run a one-task pipeline (PyTorch or ONNX) over ``examples`` and score it: the one home of the
-    scoring logic. ``seconds`` is the prediction time; ``keep_predictions`` adds ``"predictions"``."""
+    scoring logic. ``seconds`` is the prediction time; ``keep_predictions`` adds ``"predictions"``,
+    ``confidence`` adds ``"confidence"`` (:func:`confidence_report`); the scores are the same."""
+    kind = _kind(pipe, task)
     start = time.perf_counter()
-    predictions = predict(pipe, task, examples)
+    outputs = _outputs(pipe, examples, kind)
+    predictions = _comparable(kind, outputs)
     seconds = round(time.perf_counter() - start, 1)
-    result = {**score(pipe.kinds[task], predictions, examples), "n": len(examples), "seconds": seconds}
+    result = {**score(kind, predictions, examples), "n": len(examples), "seconds": seconds}
     if keep_predictions:
         result["predictions"] = predictions
+    if confidence:
+        result["confidence"] = confidence_report(kind, outputs, examples)
     return result
 
 
-def evaluate_task(model, task: str, examples: Sequence, batch_size: int = 64, progress: bool = False, device: str = "cpu") -> dict[str, Any]:
-    """Scores of a loaded :class:`~toolkit.model.MultiTaskModel`'s head ``task`` on ``examples`` (PyTorch)."""
-    return evaluate_pipeline(build_pipeline(model, [task], device=device, batch_size=batch_size, progress=progress), task, examples)
+def evaluate_task(model, task: str, examples: Sequence, batch_size: int = 64, progress: bool = False, device: str = "cpu", confidence: bool = False) -> dict[str, Any]:
+    """Scores of a loaded :class:`~toolkit.model.MultiTaskModel`'s head ``task`` on ``examples``
+    (PyTorch); ``confidence=True`` adds per-class P/R/F1 and calibration (:func:`confidence_report`)."""
+    return evaluate_pipeline(build_pipeline(model, [task], device=device, batch_size=batch_size, progress=progress), task, examples, confidence=confidence)
 
 
 def agreement(a: Sequence, b: Sequence) -> float:

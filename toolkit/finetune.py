@@ -21,6 +21,7 @@ import math
 import shlex
 import shutil
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Literal
 
@@ -137,6 +138,7 @@ def finetune(
     overwrite: bool = False,
     keep_run: bool = True,
     on_report: Callable[[dict[str, Any]], None] | None = None,
+    train_settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train a ``kind`` head on your files and save a model folder at ``out``; returns a summary.
 
@@ -146,7 +148,8 @@ def finetune(
     checkpoint and log: ``resume=True`` continues from it, ``keep_run=False`` deletes it after the
     model is saved; a fresh run over an earlier one needs ``overwrite=True``. ``threads`` sets
     torch's CPU threads. ``on_report`` receives the data report (:func:`data_report`, plus the
-    chosen ``settings``) before training starts; the CLI prints it.
+    chosen ``settings``) before training starts; the CLI prints it. ``train_settings`` overrides
+    other :class:`~toolkit.recipe.TrainSettings` fields, e.g. ``{"early_stopping": "trend", "patience": 5}``.
     """
     from .data.readers import read
     from .registry import MANIFEST, resolve
@@ -182,6 +185,7 @@ def finetune(
     run_dir = out.parent / f"{out.name}.run"
     settings = TrainSettings(epochs=epochs or defaults["epochs"], lr=lr or 1e-4, batch_size=defaults["batch_size"], freeze_encoder=freeze_encoder,
                              max_minutes=max_minutes, patience=3, eval_every=defaults["eval_every"], threads=threads)
+    settings = replace(settings, **(train_settings or {}))
     recipe = Recipe(
         name=out.name,
         encoder=start if not continuing else "",

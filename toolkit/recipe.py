@@ -71,6 +71,9 @@ class TrainSettings:
     unfreeze_steps: int = 0
     seed: int = 42
     threads: int | None = None  # torch CPU threads for the run (default: torch's); 1-2 when sharing the CPU
+    early_stopping: str = "patience"  # "patience": no better dev score for `patience` evaluations; "trend": that AND a shrinking confidence gap
+    diag_every: int = 10  # log per-layer gradient norms, LR per group and label entropy every N steps (0: never)
+    tensorboard: bool | str = "auto"  # TensorBoard event files in OUT/tensorboard: true, false, or auto (when tensorboard is installed)
 
 
 @dataclass
@@ -131,6 +134,12 @@ class Recipe:
             raise ValueError(f"ema must be between 0 and 1 (e.g. 0.999), got {t.ema}")
         if t.threads is not None and t.threads < 1:
             raise ValueError(f"threads must be at least 1 (the number of CPU threads torch may use), got {t.threads}")
+        if t.early_stopping not in ("patience", "trend"):
+            raise ValueError(f"early_stopping must be 'patience' or 'trend', got {t.early_stopping!r}")
+        if t.diag_every < 0:
+            raise ValueError(f"diag_every must be 0 (no step diagnostics) or a number of steps, got {t.diag_every}")
+        if t.tensorboard not in (True, False, "auto"):
+            raise ValueError(f"tensorboard must be true, false or auto, got {t.tensorboard!r}")
         if self.from_model and self.num_layers is not None:
             raise ValueError("num_layers cannot change a model that is continued (from_model); truncate when training from a base encoder")
 

@@ -5,7 +5,10 @@ Every technique is switchable in the recipe: AdamW; layer-wise learning-rate dec
 learning rate for the heads; linear warm-up and decay; gradient clipping; gradient accumulation;
 early stopping on the dev metric; EMA weights for evaluation and saving; freezing then gradual
 unfreezing of the encoder; length-bucketed dynamic padding; bf16 autocast; fixed seeds; checkpoint
-and resume (safetensors + JSON, no pickle); a tqdm bar and a JSONL log.
+and resume (safetensors + JSON, no pickle); a tqdm bar and a JSONL log with per-layer gradient
+norms, LR per group, batch label entropy and dev confidence/calibration (:mod:`toolkit.diagnostics`;
+``toolkit report RUN`` draws them); early stopping on patience or on the trend
+(:func:`toolkit.diagnostics.should_stop`); an ``on_eval`` callback that may stop the run.
 """
 from __future__ import annotations
 
@@ -18,11 +21,12 @@ import re
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
+from .diagnostics import Diagnostics, eval_diagnostics, should_stop
 from .errors import InputError
 from .evaluation import evaluate_task
 from .features import Feature, collate
@@ -34,6 +38,10 @@ logger = logging.getLogger(__name__)
 
 # What a run folder (``recipe.out``) holds besides the model.
 CHECKPOINT, LOG, SUMMARY = "checkpoint", "train_log.jsonl", "summary.json"
+
+
+class StopTraining(Exception):
+    """Raised by an ``on_eval`` callback of :func:`train` to end the run cleanly after that evaluation."""
 
 
 def length_batches(features: list[Feature], batch_size: int, rng: np.random.Generator, bucket: int = 50) -> list[list[int]]:
@@ -117,7 +125,8 @@ def set_encoder_trainable(model: MultiTaskModel, step: int, freeze_steps: int, u
         p.requires_grad_(layer_depth(name, n) >= open_from)
 
 
-def train(recipe: Recipe, resume: bool = False, progress: bool = True, overwrite: bool = False) -> dict[str, Any]:
+def train(recipe: Recipe, resume: bool = False, progress: bool = True, overwrite: bool = False,
+          on_eval: Callable[[dict], None] | None = None) -> dict[str, Any]:
     """Fine-tune the recipe's tasks jointly; saves the best model (by mean dev score) to
     ``recipe.model_out`` (default ``recipe.out / "model"``).
 
@@ -125,7 +134,10 @@ def train(recipe: Recipe, resume: bool = False, progress: bool = True, overwrite
     order, RNG, optimizer and EMA state), keeping the log up to that step; without a checkpoint it
     says so and starts from step 0. A fresh run refuses an ``out`` (or model folder) that already
     holds a run, unless ``overwrite=True``. ``recipe.train.threads`` sets torch's CPU threads for
-    the run. Returns the summary written to ``out/summary.json``.
+    the run. ``on_eval`` is called after each evaluation (once its best model and checkpoint are
+    saved) with the evaluation record ``{"step", "elapsed", "scores", "mean", ...}``; raising
+    :class:`StopTraining` from it ends the run cleanly (``stopped_by: "callback"``), any other
+    exception propagates. Returns the summary written to ``out/summary.json``.
 
     Example:
         >>> summary = train(Recipe.from_yaml("recipes/ner-medical-small.yaml"))   # doctest: +SKIP
@@ -135,12 +147,12 @@ def train(recipe: Recipe, resume: bool = False, progress: bool = True, overwrite
         torch.set_num_threads(recipe.train.threads)
     logger.info("training on %s with %d CPU threads", recipe.train.device, torch.get_num_threads())
     try:
-        return _train(recipe, resume, progress, overwrite)
+        return _train(recipe, resume, progress, overwrite, on_eval)
     finally:
         torch.set_num_threads(threads)
 
 
-def _train(recipe: Recipe, resume: bool, progress: bool, overwrite: bool) -> dict[str, Any]:
+def _train(recipe: Recipe, resume: bool, progress: bool, overwrite: bool, on_eval: Callable[[dict], None] | None) -> dict[str, Any]:
     cfg = recipe.train
     out = Path(recipe.out)
     model_dir = Path(recipe.model_out) if recipe.model_out else out / "model"
@@ -170,7 +182,7 @@ def _train(recipe: Recipe, resume: bool, progress: bool, overwrite: bool) -> dic
         logger.info("resumed from %s at step %d (best mean dev so far %.4f)", checkpoint, state["step"], state["best"])
     _trim_log(log_path, state["step"])  # resume: steps after the checkpoint are redone; from 0: a clean log
     with open(log_path, "a", encoding="utf-8") as log:
-        return _loop(recipe, model, data, streams, optimizer, ema, rng, state, log, model_dir, progress)
+        return _loop(recipe, model, data, streams, optimizer, ema, rng, state, log, model_dir, progress, on_eval)
 
 
 def _start_fresh(out: Path, model_dir: Path, overwrite: bool, resuming: bool) -> None:
@@ -240,7 +252,8 @@ def drop_checkpoint(run: str | Path, model: str | Path) -> bool:
     return True
 
 
-def _loop(recipe: Recipe, model: MultiTaskModel, data: dict[str, TaskData], streams: dict[str, TaskStream], optimizer, ema, rng, state: dict, log, model_dir: Path, progress: bool) -> dict[str, Any]:
+def _loop(recipe: Recipe, model: MultiTaskModel, data: dict[str, TaskData], streams: dict[str, TaskStream], optimizer, ema, rng, state: dict, log, model_dir: Path,
+          progress: bool, on_eval: Callable[[dict], None] | None = None) -> dict[str, Any]:
     cfg = recipe.train
     out = Path(recipe.out)
     tasks = list(data)
@@ -257,6 +270,7 @@ def _loop(recipe: Recipe, model: MultiTaskModel, data: dict[str, TaskData], stre
 
         bar = tqdm(total=total, initial=state["step"], desc=f"train {recipe.name}", unit="step")
     stop_reason = "steps"
+    diag = Diagnostics(model, optimizer, cfg.diag_every, out, cfg.tensorboard, state["step"])
     model.train()
     while state["step"] < total:
         step = state["step"]
@@ -269,11 +283,14 @@ def _loop(recipe: Recipe, model: MultiTaskModel, data: dict[str, TaskData], stre
             task = tasks[int(rng.choice(len(tasks), p=probs))]
             batch, targets = collate(streams[task].next(), model.tokenizer.pad_id)
             batch, targets = {k: v.to(cfg.device) for k, v in batch.items()}, targets.to(cfg.device)
+            if diag.due(step):
+                diag.batch(task, batch, targets)
             with torch.autocast(torch.device(cfg.device).type, dtype=torch.bfloat16, enabled=cfg.bf16):
                 output = model(batch, [task])[task]
             loss = model.heads[task].loss(output.float(), batch, targets) * data[task].weight
             (loss / cfg.grad_accum).backward()
             losses[task] = round(loss.item(), 4)
+        extra = diag.step({}, optimizer) if diag.due(step) else {}  # read-only, before clipping
         grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip if cfg.clip else float("inf")))
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -281,7 +298,9 @@ def _loop(recipe: Recipe, model: MultiTaskModel, data: dict[str, TaskData], stre
             ema.update(model)
         state["step"] += 1
         elapsed = time.monotonic() - start
-        log.write(json.dumps({"step": state["step"], "loss": losses, "lr": optimizer.param_groups[0]["lr"], "grad_norm": round(grad_norm, 4), "elapsed": round(elapsed, 1)}) + "\n")
+        row = {"step": state["step"], "loss": losses, "lr": optimizer.param_groups[0]["lr"], "grad_norm": round(grad_norm, 4), "elapsed": round(elapsed, 1), **extra}
+        log.write(json.dumps(row) + "\n")
+        diag.log_step(row)
         if state["step"] % 20 == 0:
             log.flush()
         if bar is not None:
@@ -295,7 +314,9 @@ def _loop(recipe: Recipe, model: MultiTaskModel, data: dict[str, TaskData], stre
             scores = _evaluate(model, data, ema, cfg.eval_batch_size, cfg.device)
             # without dev data the latest model is the best one
             mean = float(np.mean([s["main"] for s in scores.values()])) if scores else float(state["step"])
-            record = {"step": state["step"], "elapsed": round(elapsed, 1), "scores": scores, "mean": round(mean, 4)}
+            diagnostics, gap = eval_diagnostics(scores)
+            record = {"step": state["step"], "elapsed": round(elapsed, 1), "scores": scores, "mean": round(mean, 4), "confidence_gap": gap, "diagnostics": diagnostics}
+            diag.log_eval(record)
             state["history"].append(record)
             log.write(json.dumps({"eval": record}, ensure_ascii=False) + "\n")
             log.flush()
@@ -307,14 +328,22 @@ def _loop(recipe: Recipe, model: MultiTaskModel, data: dict[str, TaskData], stre
                 state["bad_evals"] += 1
             _checkpoint(out, model, optimizer, ema, rng, state, streams, log, elapsed)
             model.train()
-            if cfg.patience and state["bad_evals"] >= cfg.patience:
-                stop_reason = "early stopping"
+            if on_eval is not None:
+                try:
+                    on_eval(record)
+                except StopTraining as stop:
+                    logger.info("step %d: stopped by the on_eval callback (%s)", state["step"], stop)
+                    stop_reason = "callback"
+                    break
+            if should_stop(cfg.early_stopping, state["history"], cfg.patience):
+                stop_reason = "early stopping" if cfg.early_stopping == "patience" else "early stopping (trend)"
                 break
         if out_of_time:
             stop_reason = "time budget"
             break
     if bar is not None:
         bar.close()
+    diag.close()
     summary = {"name": recipe.name, "steps": state["step"], "stopped_by": stop_reason, "best_mean_dev": state["best"], "minutes": round((time.monotonic() - start) / 60, 1),
                "history": state["history"], "model": str(model_dir), "run": str(out), "resumed_from": state.get("resumed_from")}
     (out / SUMMARY).write_text(json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8")
@@ -324,7 +353,7 @@ def _loop(recipe: Recipe, model: MultiTaskModel, data: dict[str, TaskData], stre
 def _evaluate(model: MultiTaskModel, data: dict[str, TaskData], ema: EMA | None, batch_size: int, device: str = "cpu") -> dict[str, dict]:
     model.eval()
     with ema.applied(model) if ema is not None else nullcontext():
-        return {t: evaluate_task(model, t, d.dev, batch_size=batch_size, device=device) for t, d in data.items() if d.dev}
+        return {t: evaluate_task(model, t, d.dev, batch_size=batch_size, device=device, confidence=True) for t, d in data.items() if d.dev}
 
 
 def _save_best(model: MultiTaskModel, ema: EMA | None, scores: dict, path: Path, recipe: Recipe, data: dict[str, TaskData]) -> None:
