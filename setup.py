@@ -36,9 +36,12 @@ setup(
     ],
     extras_require={
         "onnx": ["onnxruntime>=1.17", "onnx>=1.15"],
-        "dev": ["pytest>=8", "hypothesis>=6.100", "matplotlib>=3.7", "optuna>=3.5", "tensorboard>=2.14"],  # the tests of report, tune and TensorBoard logging run, not skip
+        "dev": ["pytest>=8", "hypothesis>=6.100", "matplotlib>=3.7", "optuna>=3.5", "tensorboard>=2.14",
+                "fastapi>=0.110", "uvicorn>=0.29", "prometheus-client>=0.20", "httpx>=0.27"],  # report, tune, TensorBoard and serve tests run, not skip (ray: its tests skip without [ray])
         "tensorboard": ["tensorboard>=2.14"],  # training diagnostics as TensorBoard event files (RUN/tensorboard)
         "report": ["matplotlib>=3.7"],  # `toolkit report RUN_DIR`: the training report's figures
+        "serve": ["fastapi>=0.110", "uvicorn>=0.29", "prometheus-client>=0.20", "httpx>=0.27"],  # `toolkit serve` (httpx: its tests and benchmarks/serve.py)
+        "ray": ["ray[data]>=2.9", "pyarrow>=14"],  # `toolkit batch --ray` (Ray Data actor pool), Parquet input/output
         "tune": ["optuna>=3.5", "matplotlib>=3.7"],  # `toolkit tune`: hyper-parameter search (SQLite storage via SQLAlchemy), trials plot
         # benchmarks/: plots, and third-party baselines that ship their own models and run offline
         # (thulac also works offline but installs ~0.5 GB: benchmarks/baselines.py uses it when present)

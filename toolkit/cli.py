@@ -320,6 +320,12 @@ def build_parser() -> argparse.ArgumentParser:
     from .data.check import register_cli as register_data
 
     register_data(sub)
+    from .serve import register_cli as register_serve
+
+    register_serve(sub)
+    from .batch import register_cli as register_batch
+
+    register_batch(sub)
 
     p = sub.add_parser("eval", help="score a model on a dataset split or your own file, on the original texts")
     p.add_argument("model", help="registered name or model folder")

@@ -222,6 +222,10 @@ def finetune(
         "load": f"toolkit.load({str(out)!r})",
         "run": str(run_dir),
     }
+    from . import distributed
+
+    if not distributed.is_main():  # under torchrun rank 0 writes
+        return result
     (run_dir / "finetune.json").write_text(json.dumps(result, ensure_ascii=False, indent=2), encoding="utf-8")
     if not keep_run and (out / MANIFEST).is_file():
         shutil.rmtree(run_dir)

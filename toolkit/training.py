@@ -8,12 +8,15 @@ unfreezing of the encoder; length-bucketed dynamic padding; bf16 autocast; fixed
 and resume (safetensors + JSON, no pickle); a tqdm bar and a JSONL log with per-layer gradient
 norms, LR per group, batch label entropy and dev confidence/calibration (:mod:`toolkit.diagnostics`;
 ``toolkit report RUN`` draws them); early stopping on patience or on the trend
-(:func:`toolkit.diagnostics.should_stop`); an ``on_eval`` callback that may stop the run.
+(:func:`toolkit.diagnostics.should_stop`); an ``on_eval`` callback that may stop the run; data-parallel
+runs under ``torchrun`` (:mod:`toolkit.distributed`: ``batch_size`` is the global batch, rank 0 writes).
 """
 from __future__ import annotations
 
+import copy
 import json
 from contextlib import nullcontext
+from dataclasses import replace
 import logging
 import math
 import os
@@ -26,6 +29,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from . import distributed as dist
 from .diagnostics import Diagnostics, eval_diagnostics, should_stop
 from .errors import InputError
 from .evaluation import evaluate_task
@@ -139,17 +143,29 @@ def train(recipe: Recipe, resume: bool = False, progress: bool = True, overwrite
     :class:`StopTraining` from it ends the run cleanly (``stopped_by: "callback"``), any other
     exception propagates. Returns the summary written to ``out/summary.json``.
 
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) the run is data-parallel (:mod:`toolkit.distributed`):
+    gloo on CPU, NCCL with ``device: cuda`` (one GPU per process); ``batch_size`` stays the global
+    batch, each process takes its share of it and uses ``cores // processes`` threads unless
+    ``threads`` is set; rank 0 evaluates and writes, and every rank stops at the same step.
+
     Example:
         >>> summary = train(Recipe.from_yaml("recipes/ner-medical-small.yaml"))   # doctest: +SKIP
     """
     threads = torch.get_num_threads()
-    if recipe.train.threads:
-        torch.set_num_threads(recipe.train.threads)
-    logger.info("training on %s with %d CPU threads", recipe.train.device, torch.get_num_threads())
+    if recipe.train.threads or dist.launched():
+        torch.set_num_threads(recipe.train.threads or dist.default_threads())
+    device = dist.device_for(recipe.train.device)
+    if device != recipe.train.device:
+        recipe = copy.copy(recipe)
+        recipe.train = replace(recipe.train, device=device)
+    created = dist.init(device)
+    logger.info("training on %s with %d CPU threads", device, torch.get_num_threads())
     try:
         return _train(recipe, resume, progress, overwrite, on_eval)
     finally:
         torch.set_num_threads(threads)
+        if created:
+            dist.teardown()
 
 
 def _train(recipe: Recipe, resume: bool, progress: bool, overwrite: bool, on_eval: Callable[[dict], None] | None) -> dict[str, Any]:
@@ -157,11 +173,7 @@ def _train(recipe: Recipe, resume: bool, progress: bool, overwrite: bool, on_eva
     out = Path(recipe.out)
     model_dir = Path(recipe.model_out) if recipe.model_out else out / "model"
     log_path = out / LOG
-    checkpoint = recover_checkpoint(out / CHECKPOINT) if resume else None
-    if resume and checkpoint is None:
-        logger.warning("--resume: no checkpoint in %s (the run stopped before its first one, or never started); starting from step 0", out)
-    if checkpoint is None:
-        _start_fresh(out, model_dir, overwrite, resuming=resume)
+    checkpoint = dist.on_main(lambda: _find_checkpoint(out, model_dir, resume, overwrite))  # rank 0 alone repairs or cleans the folder
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     out.mkdir(parents=True, exist_ok=True)
@@ -180,9 +192,20 @@ def _train(recipe: Recipe, resume: bool, progress: bool, overwrite: bool, on_eva
             streams[task].restore(st)
         state["resumed_from"] = state["step"]
         logger.info("resumed from %s at step %d (best mean dev so far %.4f)", checkpoint, state["step"], state["best"])
-    _trim_log(log_path, state["step"])  # resume: steps after the checkpoint are redone; from 0: a clean log
-    with open(log_path, "a", encoding="utf-8") as log:
+    if dist.is_main():
+        _trim_log(log_path, state["step"])  # resume: steps after the checkpoint are redone; from 0: a clean log
+    with open(log_path if dist.is_main() else os.devnull, "a", encoding="utf-8") as log:
         return _loop(recipe, model, data, streams, optimizer, ema, rng, state, log, model_dir, progress, on_eval)
+
+
+def _find_checkpoint(out: Path, model_dir: Path, resume: bool, overwrite: bool) -> Path | None:
+    """The checkpoint to resume from (recovered after a kill), or None after clearing the way for a fresh run."""
+    checkpoint = recover_checkpoint(out / CHECKPOINT) if resume else None
+    if resume and checkpoint is None:
+        logger.warning("--resume: no checkpoint in %s (the run stopped before its first one, or never started); starting from step 0", out)
+    if checkpoint is None:
+        _start_fresh(out, model_dir, overwrite, resuming=resume)
+    return checkpoint
 
 
 def _start_fresh(out: Path, model_dir: Path, overwrite: bool, resuming: bool) -> None:
@@ -236,8 +259,8 @@ def _checkpoint(out: Path, model: MultiTaskModel, optimizer, ema, rng, state: di
 
 
 def folder_mb(path: str | Path) -> float:
-    """Size of the files under ``path`` in MB (a run folder is mostly its checkpoint)."""
-    return round(sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file()) / 2**20, 1)
+    """Size of the files under ``path`` in MB (a run folder is mostly its checkpoint); 0 on ranks other than 0 of a torchrun run."""
+    return round(sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file()) / 2**20, 1) if dist.is_main() else 0.0
 
 
 def drop_checkpoint(run: str | Path, model: str | Path) -> bool:
@@ -245,6 +268,8 @@ def drop_checkpoint(run: str | Path, model: str | Path) -> bool:
     resumed); returns whether it did."""
     from .registry import MANIFEST
 
+    if not dist.is_main():  # rank 0 deletes it
+        return True
     if not (Path(model) / MANIFEST).is_file():
         logger.warning("kept %s: no saved model in %s", Path(run) / CHECKPOINT, model)
         return False
@@ -264,13 +289,14 @@ def _loop(recipe: Recipe, model: MultiTaskModel, data: dict[str, TaskData], stre
     warmup = int(cfg.warmup * total) if cfg.warmup < 1 else int(cfg.warmup)
     logger.info("training %s: %d steps (%.2f epochs), task probabilities %s", recipe.name, total, total / max(steps_per_epoch, 1), dict(zip(tasks, probs.round(3).tolist())))
     start = time.monotonic() - state.get("elapsed", 0.0)
+    main = dist.is_main()
     bar = None
-    if progress:
+    if progress and main:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=total, initial=state["step"], desc=f"train {recipe.name}", unit="step")
     stop_reason = "steps"
-    diag = Diagnostics(model, optimizer, cfg.diag_every, out, cfg.tensorboard, state["step"])
+    diag = Diagnostics(model, optimizer, cfg.diag_every if main else 0, out, cfg.tensorboard if main else False, state["step"])
     model.train()
     while state["step"] < total:
         step = state["step"]
@@ -281,15 +307,18 @@ def _loop(recipe: Recipe, model: MultiTaskModel, data: dict[str, TaskData], stre
         losses = {}
         for _ in range(cfg.grad_accum):
             task = tasks[int(rng.choice(len(tasks), p=probs))]
-            batch, targets = collate(streams[task].next(), model.tokenizer.pad_id)
+            rows = streams[task].next()  # the global batch; this rank trains on its shard
+            mine, share = dist.shard(rows)
+            batch, targets = collate(mine, model.tokenizer.pad_id)
             batch, targets = {k: v.to(cfg.device) for k, v in batch.items()}, targets.to(cfg.device)
             if diag.due(step):
-                diag.batch(task, batch, targets)
+                diag.batch(task, *collate(rows, model.tokenizer.pad_id))
             with torch.autocast(torch.device(cfg.device).type, dtype=torch.bfloat16, enabled=cfg.bf16):
                 output = model(batch, [task])[task]
             loss = model.heads[task].loss(output.float(), batch, targets) * data[task].weight
-            (loss / cfg.grad_accum).backward()
-            losses[task] = round(loss.item(), 4)
+            (loss * share / cfg.grad_accum).backward()
+            losses[task] = round(dist.all_reduce_mean(loss.detach() * share).item(), 4)  # the global batch's loss
+        dist.average_gradients(model.parameters())
         extra = diag.step({}, optimizer) if diag.due(step) else {}  # read-only, before clipping
         grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip if cfg.clip else float("inf")))
         optimizer.step()
@@ -306,37 +335,16 @@ def _loop(recipe: Recipe, model: MultiTaskModel, data: dict[str, TaskData], stre
         if bar is not None:
             bar.update(1)
             bar.set_postfix({t[:8]: v for t, v in losses.items()})
-        out_of_time = cfg.max_minutes is not None and elapsed > cfg.max_minutes * 60
+        out_of_time = cfg.max_minutes is not None and dist.any_rank(elapsed > cfg.max_minutes * 60, cfg.device)
         evaluating = state["step"] % cfg.eval_every == 0 or state["step"] == total or out_of_time
-        if not evaluating and state["step"] % cfg.checkpoint_every == 0:
+        if main and not evaluating and state["step"] % cfg.checkpoint_every == 0:
             _checkpoint(out, model, optimizer, ema, rng, state, streams, log, elapsed)
         if evaluating:
-            scores = _evaluate(model, data, ema, cfg.eval_batch_size, cfg.device)
-            # without dev data the latest model is the best one
-            mean = float(np.mean([s["main"] for s in scores.values()])) if scores else float(state["step"])
-            diagnostics, gap = eval_diagnostics(scores)
-            record = {"step": state["step"], "elapsed": round(elapsed, 1), "scores": scores, "mean": round(mean, 4), "confidence_gap": gap, "diagnostics": diagnostics}
-            diag.log_eval(record)
-            state["history"].append(record)
-            log.write(json.dumps({"eval": record}, ensure_ascii=False) + "\n")
-            log.flush()
-            logger.info("step %d: dev %s", state["step"], {t: s["main"] for t, s in scores.items()})
-            if mean > state["best"]:
-                state["best"], state["bad_evals"] = mean, 0
-                _save_best(model, ema, scores, model_dir, recipe, data)
-            else:
-                state["bad_evals"] += 1
-            _checkpoint(out, model, optimizer, ema, rng, state, streams, log, elapsed)
-            model.train()
-            if on_eval is not None:
-                try:
-                    on_eval(record)
-                except StopTraining as stop:
-                    logger.info("step %d: stopped by the on_eval callback (%s)", state["step"], stop)
-                    stop_reason = "callback"
-                    break
-            if should_stop(cfg.early_stopping, state["history"], cfg.patience):
-                stop_reason = "early stopping" if cfg.early_stopping == "patience" else "early stopping (trend)"
+            stop, shared = dist.on_main(lambda: (_evaluate_step(recipe, model, data, optimizer, ema, rng, state, streams, log, model_dir, diag, elapsed, on_eval),
+                                                 {k: state[k] for k in ("best", "bad_evals", "history")}))
+            state.update(shared)  # every rank stops at rank 0's decision
+            if stop:
+                stop_reason = stop
                 break
         if out_of_time:
             stop_reason = "time budget"
@@ -346,8 +354,41 @@ def _loop(recipe: Recipe, model: MultiTaskModel, data: dict[str, TaskData], stre
     diag.close()
     summary = {"name": recipe.name, "steps": state["step"], "stopped_by": stop_reason, "best_mean_dev": state["best"], "minutes": round((time.monotonic() - start) / 60, 1),
                "history": state["history"], "model": str(model_dir), "run": str(out), "resumed_from": state.get("resumed_from")}
-    (out / SUMMARY).write_text(json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8")
+    if main:
+        (out / SUMMARY).write_text(json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8")
     return summary
+
+
+def _evaluate_step(recipe: Recipe, model: MultiTaskModel, data: dict[str, TaskData], optimizer, ema, rng, state: dict, streams: dict[str, TaskStream], log, model_dir: Path,
+                   diag: Diagnostics, elapsed: float, on_eval: Callable[[dict], None] | None) -> str | None:
+    """Evaluate, log, save the best model, checkpoint, call ``on_eval``; returns why to stop, or None (rank 0 only)."""
+    cfg = recipe.train
+    scores = _evaluate(model, data, ema, cfg.eval_batch_size, cfg.device)
+    # without dev data the latest model is the best one
+    mean = float(np.mean([s["main"] for s in scores.values()])) if scores else float(state["step"])
+    diagnostics, gap = eval_diagnostics(scores)
+    record = {"step": state["step"], "elapsed": round(elapsed, 1), "scores": scores, "mean": round(mean, 4), "confidence_gap": gap, "diagnostics": diagnostics}
+    diag.log_eval(record)
+    state["history"].append(record)
+    log.write(json.dumps({"eval": record}, ensure_ascii=False) + "\n")
+    log.flush()
+    logger.info("step %d: dev %s", state["step"], {t: s["main"] for t, s in scores.items()})
+    if mean > state["best"]:
+        state["best"], state["bad_evals"] = mean, 0
+        _save_best(model, ema, scores, model_dir, recipe, data)
+    else:
+        state["bad_evals"] += 1
+    _checkpoint(Path(recipe.out), model, optimizer, ema, rng, state, streams, log, elapsed)
+    model.train()
+    if on_eval is not None:
+        try:
+            on_eval(record)
+        except StopTraining as stop:
+            logger.info("step %d: stopped by the on_eval callback (%s)", state["step"], stop)
+            return "callback"
+    if should_stop(cfg.early_stopping, state["history"], cfg.patience):
+        return "early stopping" if cfg.early_stopping == "patience" else "early stopping (trend)"
+    return None
 
 
 def _evaluate(model: MultiTaskModel, data: dict[str, TaskData], ema: EMA | None, batch_size: int, device: str = "cpu") -> dict[str, dict]:
