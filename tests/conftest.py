@@ -107,3 +107,17 @@ def in_threads(work, n: int = 8) -> list:
     if errors:
         raise errors[0]
     return results
+
+
+TINY_CLS = "text\tlabel\n服务很好\tpos\n太差了\tneg\n很好很好\tpos\n差\tneg\n"
+
+
+def write_corpora(folder: Path, ner_rows: list[dict], cls_text: str = TINY_CLS) -> tuple[Path, Path]:
+    """``folder/ner.jsonl`` (JSON spans, one row a line) and ``folder/cls.tsv``; returns both paths."""
+    import json
+
+    ner = folder / "ner.jsonl"
+    ner.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in ner_rows) + "\n", encoding="utf-8")
+    cls = folder / "cls.tsv"
+    cls.write_text(cls_text, encoding="utf-8")
+    return ner, cls

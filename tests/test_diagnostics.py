@@ -13,20 +13,17 @@ from toolkit.diagnostics import label_entropy, should_stop
 from toolkit.metrics import calibration, per_class_prf
 from toolkit.recipe import Recipe
 from toolkit.training import StopTraining, train
+from conftest import write_corpora
 
 NER = [
     {"text": "张三在北京工作", "spans": [{"start": 0, "end": 2, "label": "PER"}, {"start": 3, "end": 5, "label": "LOC"}]},
     {"text": "王五去上海", "spans": [{"start": 0, "end": 2, "label": "PER"}, {"start": 3, "end": 5, "label": "LOC"}]},
 ]
-CLS = "text\tlabel\n服务很好\tpos\n太差了\tneg\n很好很好\tpos\n差\tneg\n"
 
 
 @pytest.fixture
 def recipe(tmp_path, tiny_encoder):
-    ner = tmp_path / "ner.jsonl"
-    ner.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in NER) + "\n", encoding="utf-8")
-    cls = tmp_path / "cls.tsv"
-    cls.write_text(CLS, encoding="utf-8")
+    ner, cls = write_corpora(tmp_path, NER)
     spec = {
         "name": "diag", "encoder": str(tiny_encoder), "max_length": 16, "out": str(tmp_path / "run"),
         "tasks": {
