@@ -326,6 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .batch import register_cli as register_batch
 
     register_batch(sub)
+    from .pretrain import register_cli as register_pretrain
+
+    register_pretrain(sub)
 
     p = sub.add_parser("eval", help="score a model on a dataset split or your own file, on the original texts")
     p.add_argument("model", help="registered name or model folder")

@@ -1,0 +1,159 @@
+"""Continued MLM pretraining (toolkit.pretrain) on the tiny encoder and texts written here."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from toolkit.pretrain import Packed, encode_corpus, load_mlm, mask_batch, pretrain
+from toolkit.tokenization import TextTokenizer
+
+TEXTS = [
+    "患者三天前出现发热咳嗽，既往糖尿病史。",
+    "北京大学医院的医生说明天检查血压。",
+    "上海银行公司在广州和深圳都有中心。",
+    "我们要去学校看老师，他们都很好。",
+    "头痛腹泻呕吐，诊断为感冒，治疗后好转。",
+]
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_encoder):
+    return TextTokenizer.from_pretrained(tiny_encoder)
+
+
+@pytest.fixture(scope="module")
+def corpus(tokenizer):
+    return encode_corpus(TEXTS * 20, tokenizer)
+
+
+def _mask(tokenizer, ids, words, seed, step):
+    return mask_batch(ids, words, np.random.default_rng([seed, step, 2]), len(tokenizer), tokenizer.hf.mask_token_id,
+                      tokenizer.hf.all_special_ids)
+
+
+def test_words_follow_jieba(tokenizer):
+    import jieba
+
+    ids, words = encode_corpus([TEXTS[0]], tokenizer)
+    assert ids[-1] == tokenizer.sep_id and words[-1] == -1
+    lengths = np.bincount(words[:-1]).tolist()
+    assert lengths == [len(w) for w in jieba.lcut(TEXTS[0])]
+
+
+def test_whole_words_are_masked(tokenizer, corpus):
+    data = Packed(*corpus, max_length=32, tokenizer=tokenizer)
+    ids, words, _ = data.batch(0, 0, 16)
+    _, labels = _mask(tokenizer, ids, words, 0, 0)
+    picked = labels != -100
+    for r in range(len(ids)):
+        for w in np.unique(words[r][words[r] >= 0]):
+            inside = picked[r][words[r] == w]
+            assert inside.all() or not inside.any()  # all characters of a word, or none
+        n_words = len(np.unique(words[r][words[r] >= 0]))
+        assert len(np.unique(words[r][picked[r]])) == max(1, round(0.15 * n_words))
+    assert not picked[ids == tokenizer.cls_id].any() and not picked[ids == tokenizer.sep_id].any()
+
+
+def test_mask_80_10_10(tokenizer, corpus):
+    data = Packed(*corpus, max_length=32, tokenizer=tokenizer)
+    kinds = np.zeros(3)
+    for step in range(40):
+        ids, words, _ = data.batch(0, step, 16)
+        inputs, labels = _mask(tokenizer, ids, words, 0, step)
+        picked = labels != -100
+        kinds += [(inputs[picked] == tokenizer.hf.mask_token_id).sum(), ((inputs != ids) & picked & (inputs != tokenizer.hf.mask_token_id)).sum(),
+                  ((inputs == ids) & picked).sum()]
+    share = kinds / kinds.sum()
+    assert abs(share[0] - 0.8) < 0.04 and abs(share[1] - 0.1) < 0.03 and abs(share[2] - 0.1) < 0.03, share
+
+
+def test_masking_is_deterministic_per_seed_and_step(tokenizer, corpus):
+    data = Packed(*corpus, max_length=32, tokenizer=tokenizer)
+    a = _mask(tokenizer, *data.batch(0, 3, 8)[:2], 0, 3)
+    b = _mask(tokenizer, *data.batch(0, 3, 8)[:2], 0, 3)
+    c = _mask(tokenizer, *data.batch(0, 4, 8)[:2], 0, 4)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert not np.array_equal(a[1], c[1])
+
+
+def test_decoder_tied_to_embeddings(tiny_encoder):
+    model = load_mlm(tiny_encoder, seed=0)
+    assert model.cls.predictions.decoder.weight is model.bert.embeddings.word_embeddings.weight
+
+
+@pytest.fixture(scope="module")
+def text_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("texts") / "texts.txt"
+    path.write_text("\n".join(TEXTS * 4) + "\n", encoding="utf-8")
+    return path
+
+
+def _run(tiny_encoder, text_file, out, **kw):
+    opts = dict(max_steps=12, batch_size=4, max_length=24, lr=1e-3, seed=3, log_every=1, save_every=4)
+    return pretrain(tiny_encoder, [text_file], out, **(opts | kw))
+
+
+def test_loss_decreases(tiny_encoder, tmp_path):
+    path = tmp_path / "one.txt"
+    path.write_text((TEXTS[0] + "\n") * 50, encoding="utf-8")
+    pretrain(tiny_encoder, [path], tmp_path / "run", max_steps=30, batch_size=8, max_length=24, lr=3e-3,
+             log_every=1, save_every=100)
+    losses = [json.loads(x)["loss"] for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert len(losses) == 30
+    assert np.mean(losses[-5:]) < 0.75 * np.mean(losses[:5]), losses
+
+
+def test_resume_is_bit_identical(tiny_encoder, text_file, tmp_path):
+    from safetensors.torch import load_file
+
+    _run(tiny_encoder, text_file, tmp_path / "full")
+
+    class Killed(Exception):
+        pass
+
+    def kill(step):
+        if step == 6:  # after the checkpoint of step 4: steps 5-6 are lost and redone
+            raise Killed
+
+    with pytest.raises(Killed):
+        _run(tiny_encoder, text_file, tmp_path / "part", on_step=kill)
+    with pytest.raises(FileExistsError):
+        _run(tiny_encoder, text_file, tmp_path / "part")
+    _run(tiny_encoder, text_file, tmp_path / "part", resume=True)
+    a = load_file(str(tmp_path / "full" / "checkpoint" / "model.safetensors"))
+    b = load_file(str(tmp_path / "part" / "checkpoint" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
+    full = (tmp_path / "full" / "log.jsonl").read_text().splitlines()
+    part = (tmp_path / "part" / "log.jsonl").read_text().splitlines()
+    strip = lambda lines: [{k: v for k, v in json.loads(x).items() if k != "elapsed_s"} for x in lines]  # noqa: E731
+    assert strip(full) == strip(part)
+
+
+def test_exported_encoder_loads(tiny_encoder, text_file, tmp_path):
+    import torch
+
+    from toolkit.encoder import Encoder
+    from toolkit.model import MultiTaskModel
+
+    _run(tiny_encoder, text_file, tmp_path / "run", max_steps=3)
+    folder = tmp_path / "run" / "encoder"
+    enc = Encoder.from_pretrained(folder)
+    mlm = load_mlm(folder, seed=0)  # the trained weights, not the original ones
+    orig = Encoder.from_pretrained(tiny_encoder)
+    w = enc.model.embeddings.word_embeddings.weight
+    assert not torch.equal(w, orig.model.embeddings.word_embeddings.weight)
+    assert torch.equal(w, mlm.bert.embeddings.word_embeddings.weight)
+    model = MultiTaskModel.build(folder, {"sentiment": {"kind": "classifier", "labels": ["neg", "pos"]}}, max_length=32)
+    assert model is not None and not list(folder.parent.glob("encoder.tmp"))
+
+
+def test_cli(tiny_encoder, text_file, tmp_path, capsys):
+    from toolkit.cli import main
+
+    code = main(["pretrain", "--encoder", str(tiny_encoder), "--text", str(text_file), "--out", str(tmp_path / "r"),
+                 "--max-steps", "2", "--batch-size", "2", "--max-length", "16", "--threads", "1"])
+    assert code == 0
+    assert json.loads(capsys.readouterr().out)["step"] == 2
+    assert (tmp_path / "r" / "encoder" / "config.json").is_file()
