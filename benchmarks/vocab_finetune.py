@@ -52,12 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     import toolkit
     from toolkit.data.catalogue import resolve_data_root
     from toolkit.evaluation import evaluate_pipeline, load_split
-    from toolkit.vocab import (
-        extend_vocabulary,
-        model_tokenizer,
-        model_unk_rate,
-        read_corpus,
-    )
+    from toolkit.vocab import extend_vocabulary, model_tokenizer, model_unk_rate
+    from toolkit.vocab_scan import read_corpus
     from toolkit.vocab_scan import unk_rate
 
     start, out = ROOT / args.start, ROOT / args.out

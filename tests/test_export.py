@@ -138,7 +138,7 @@ def test_threads_share_one_onnx_pipeline(folder):
 def test_stale_export_is_detected_and_redone(folder, tmp_path):
     from safetensors.numpy import load_file, save_file
 
-    from toolkit.folder import seal
+    from toolkit.manifest import seal
     from toolkit.model import MultiTaskModel
 
     path = copy_model(folder, tmp_path / "tiny")
@@ -148,7 +148,7 @@ def test_stale_export_is_detected_and_redone(folder, tmp_path):
     state = load_file(str(head))
     state["proj.bias"] = state["proj.bias"] + np.array([3.0, -3.0], dtype=state["proj.bias"].dtype)
     save_file(state, str(head))
-    seal(path)  # an edit on purpose: record its checksum, or loading refuses the folder (toolkit.folder)
+    seal(path)  # an edit on purpose: record its checksum, or loading refuses the folder (toolkit.folder, toolkit.manifest.seal)
     assert find_export(path) is None and find_export(path, "int8") is None
     with pytest.raises(FileNotFoundError, match="toolkit export"):
         onnx_pipeline(path, tasks="sentiment", export=False)

@@ -16,7 +16,8 @@ import yaml
 import toolkit
 from toolkit.config import read_yaml
 from toolkit.errors import ConfigError, ModelFileMissingError, ModelFolderError
-from toolkit.folder import seal, verify
+from toolkit.folder import verify
+from toolkit.manifest import seal
 from toolkit.manifest import Manifest
 from toolkit.model import MultiTaskModel
 from toolkit.pipeline import build_pipeline

@@ -15,7 +15,8 @@ from toolkit.features import FeatureReport, ner_features
 from toolkit.normalize import NormalizationConfig, Normalizer
 from toolkit.tokenization import TextTokenizer
 from toolkit import vocab as vocab_mod, vocab_scan
-from toolkit.vocab import EmbeddingSources, TaggerBoundaryError, extend_tokenizer_json, extend_vocabulary, register_cli
+from toolkit.vocab import EmbeddingSources, TaggerBoundaryError, extend_tokenizer_json, extend_vocabulary
+from toolkit.vocab_cli import register_cli
 from toolkit.vocab_scan import added_token_boundaries, find_new_characters, mine_terms, unk_rate
 
 from conftest import TASKS

@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from .cli_io import output, positive_float, positive_int, read_inputs, to_json  # noqa: F401 (positive_float: for numeric options)
+from .cli_io import key_value, output, positive_float, positive_int, read_inputs, task_selection, to_json  # noqa: F401 (positive_float: for numeric options)
 from .errors import InputError, ToolkitError
 
 logger = logging.getLogger("toolkit")
@@ -92,24 +92,13 @@ def _benchmark(names: Sequence[str]) -> list[dict[str, Any]]:
             for r in rows if r.get("model") in names]
 
 
-def _task_selection(model: str, requested: str | None) -> list[str] | None:
-    """``--tasks`` as task names of the model's folder (registered names and spaces allowed)."""
-    if requested is None:
-        return None
-    from .manifest import Manifest
-    from .registry import resolve, task_names
-
-    path, _ = resolve(model)
-    return task_names(path, requested, list(Manifest.read(path).tasks))
-
-
 def _cmd_run(args: argparse.Namespace) -> int:
     from . import load
 
     texts, where = read_inputs(args)
     if args.quantize and args.runtime != "onnx":
         raise InputError("--quantize int8 runs the ONNX Runtime graph: add --runtime onnx")
-    pipe = load(args.model, tasks=_task_selection(args.model, args.tasks), device=args.device, batch_size=args.batch_size,
+    pipe = load(args.model, tasks=task_selection(args.model, args.tasks), device=args.device, batch_size=args.batch_size,
                 progress=args.progress, runtime=args.runtime, quantize=args.quantize, threads=args.threads)
     from .pipeline import PairPipeline, TextPipeline
 
@@ -167,13 +156,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _key_value(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise ValueError(f"--option expects KEY=VALUE, got {text!r}")
-    return key.strip(), value
-
-
 def _cmd_finetune(args: argparse.Namespace) -> int:
     from .diagnostics import train_settings
     from .finetune import finetune, format_report, format_summary
@@ -184,7 +166,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         args.target, args.train, args.dev, start=args.start, out=args.out or "my-model", format=args.format, task=args.task,
         scheme=args.scheme, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, max_length=args.max_length, num_layers=args.num_layers,
         freeze_encoder=args.freeze_encoder, max_minutes=args.max_minutes, progress=not args.no_progress,
-        reader_options=dict(_key_value(x) for x in args.option), threads=args.threads, resume=args.resume, overwrite=args.overwrite,
+        reader_options=dict(key_value(x) for x in args.option), threads=args.threads, resume=args.resume, overwrite=args.overwrite,
         keep_run=not args.no_keep_run, train_settings=train_settings(args), on_report=lambda report: print(format_report(report), file=sys.stderr, flush=True),
     )
     print(format_summary(result))
@@ -194,7 +176,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from .evaluation import compare_runtimes, data_reference, evaluate
 
-    dataset = data_reference(args.model, args.dataset, task=args.task, format=args.format, options=dict(_key_value(x) for x in args.option))
+    dataset = data_reference(args.model, args.dataset, task=args.task, format=args.format, options=dict(key_value(x) for x in args.option))
     common = {"task": args.task, "data_root": args.data_root, "limit": args.limit, "batch_size": args.batch_size, "exclude": args.exclude, "threads": args.threads}
     if args.compare:
         result = compare_runtimes(args.model, dataset, runtimes=[r.strip() for r in args.compare.split(",") if r.strip()], **common)
@@ -209,7 +191,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_build_base(args: argparse.Namespace) -> int:
-    from .base_encoder import build_base, ensure_base
+    from .base_cache import ensure_base
+    from .base_encoder import build_base
 
     if args.out:
         if not args.source:
@@ -308,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="export again even if an up-to-date export exists")
     p.set_defaults(func=_cmd_export)
 
-    from .vocab import register_cli as register_vocab
+    from .vocab_cli import register_cli as register_vocab
 
     register_vocab(sub)
     from .report import register_cli as register_report
@@ -323,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .serve import register_cli as register_serve
 
     register_serve(sub)
-    from .batch import register_cli as register_batch
+    from .batch_cli import register_cli as register_batch
 
     register_batch(sub)
     from .pretrain import register_cli as register_pretrain

@@ -13,13 +13,13 @@ import json
 import math
 import os
 import sys
-import tempfile
 from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any, Iterator, TextIO
 
 from .errors import InputError, ModelFolderError
+from .files import atomic_path
 
 
 def jsonable(obj: Any) -> Any:
@@ -112,18 +112,31 @@ def output(path: str | None) -> Iterator[TextIO]:
     if path is None:
         yield sys.stdout
         return
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, target.stat().st_mode & 0o777 if target.exists() else 0o666 & ~umask)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            yield f
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        yield f
+
+
+def task_selection(model: str, requested: str | None) -> list[str] | None:
+    """``--tasks`` (comma-separated) as task names of the model's folder (registered names and spaces allowed)."""
+    if requested is None:
+        return None
+    from .manifest import Manifest
+    from .registry import resolve, task_names
+
+    path, _ = resolve(model)
+    return task_names(path, requested, list(Manifest.read(path).tasks))
+
+
+def key_value(text: str) -> tuple[str, str]:
+    """``--option KEY=VALUE`` as ``(key, value)``.
+
+    >>> key_value("text_column=review")
+    ('text_column', 'review')
+    """
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise InputError(f"--option expects KEY=VALUE, got {text!r}")
+    return key.strip(), value
 
 
 __all__ = ["jsonable", "output", "positive_float", "positive_int", "read_inputs", "to_json"]

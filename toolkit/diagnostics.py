@@ -43,7 +43,7 @@ def layer_name(name: str, n_layers: int) -> str:
     >>> layer_name("encoder.model.encoder.layer.0.attention.self.query.weight", 2), layer_name("heads.ner.proj.weight", 2)
     ('L1', 'head:ner')
     """
-    from .training import layer_depth
+    from .encoder import layer_depth
 
     if name.startswith("heads."):
         return "head:" + name.split(".")[1]

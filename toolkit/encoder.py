@@ -11,6 +11,7 @@ import contextlib
 
 import inspect
 import logging
+import re
 from pathlib import Path
 
 import torch
@@ -19,6 +20,14 @@ from torch import nn
 from .errors import ModelFileMissingError, ModelFolderError
 
 logger = logging.getLogger(__name__)
+
+
+def layer_depth(name: str, n_layers: int) -> int:
+    """0 for embeddings, ``i + 1`` for transformer layer ``i``, ``n_layers + 1`` above the layers."""
+    m = re.search(r"\.layers?\.(\d+)\.", name)
+    if m:
+        return int(m.group(1)) + 1
+    return 0 if "embeddings" in name else n_layers + 1
 
 
 class Encoder(nn.Module):

@@ -217,7 +217,7 @@ def data_reference(model, dataset: str, task: str | None = None, format: str | N
             raise InputError(f"reader options {sorted(options)} apply to a file, and {dataset!r} is not one: give the path of your file")
         return dataset
     if not format:
-        from .finetune import HEAD_KIND, guess_format
+        from .data.readers import HEAD_KIND, guess_format
 
         if isinstance(model, str):
             _, manifest, task = _model_task(model, task)

@@ -50,7 +50,7 @@ import numpy as np
 
 from .files import file_sha256, toolkit_home
 from .manifest import Manifest
-from .onnx_runtime import require
+from .onnx_session import require
 from .quantization import INT8_FORMAT, INT8_KEEP_FP32, INT8_OPS, quantize_int8  # noqa: F401  (INT8_OPS: re-exported)
 from .registry import HEAD_INPUT
 from .version import __version__
@@ -279,7 +279,7 @@ def _export_fp32(folder: Path, path: Path, opset: int) -> dict[str, Any]:
         # check against PyTorch on another shape than the traced one (catches baked-in sizes)
         check = _dummy_batch(13, 3, model.max_length, vocab, seed=1)
         expected = graph(*(torch.from_numpy(check[n]) for n in inputs))
-    from .onnx_runtime import OnnxRunner
+    from .onnx_session import OnnxRunner
 
     runner = OnnxRunner(tmp, threads=1)
     got = runner.run(check, tasks)

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 _DIGESTS: dict[tuple[str, int, int], str] = {}
 
@@ -26,3 +29,27 @@ def file_sha256(path: str | Path) -> str:
                 digest.update(chunk)
         _DIGESTS[key] = digest.hexdigest()
     return _DIGESTS[key]
+
+
+@contextmanager
+def atomic_path(target: str | Path) -> Iterator[Path]:
+    """A temporary file next to ``target`` that replaces it only when the block succeeds; on any
+    error or Ctrl-C it is removed and an existing ``target`` stays as it was. The new file keeps an
+    existing ``target``'s permissions (else the umask's).
+
+    Example:
+        >>> with atomic_path("out.jsonl") as tmp:  # doctest: +SKIP
+        ...     tmp.write_text("{}")
+    """
+    target = Path(target)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, target.stat().st_mode & 0o777 if target.exists() else 0o666 & ~umask)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

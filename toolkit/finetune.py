@@ -23,35 +23,18 @@ import shutil
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable
 
 import numpy as np
 
+from .data.readers import FORMATS, HEAD_KIND, Kind, guess_format  # noqa: F401 (FORMATS: importable from here too)
 from .recipe import Recipe, TaskRecipe, TrainSettings
 
 logger = logging.getLogger(__name__)
 
-Kind = Literal["ner", "cls", "pair"]
-HEAD_KIND = {"ner": "tagger", "cls": "classifier", "pair": "matcher"}
 # New classifier heads pool the mean of the tokens: it works for every BERT-family encoder, and the
 # [CLS] output of mean-pooling-pretrained encoders such as e5 carries almost no signal.
 CLASSIFIER_OPTIONS = {"pooling": "mean"}
-FORMATS = {
-    "ner": {".bio": "columns", ".bmes": "columns", ".bioes": "columns", ".iob": "columns", ".conll": "columns", ".jsonl": "json-spans", ".json": "json-spans"},
-    "cls": {".tsv": "table-cls", ".csv": "table-cls", ".json": "json-cls", ".jsonl": "json-cls"},
-    "pair": {".tsv": "table-pair", ".csv": "table-pair", ".json": "json-pair", ".jsonl": "json-pair"},
-}
-
-
-def guess_format(kind: Kind, path: str | Path) -> str:
-    """Reader name for ``path`` from its extension (``my.bmes`` -> ``columns``); say ``--format`` otherwise."""
-    name = Path(path).name.lower()
-    for ext, fmt in FORMATS[kind].items():
-        if name.endswith(ext) or name.endswith(ext + ".gz"):
-            return fmt
-    raise ValueError(f"cannot tell the format of {path} from its name; pass format= (--format) with one of {sorted(set(FORMATS[kind].values()))}")
-
-
 MIN_STEPS = 300  # floor on optimizer updates when the epochs come from the data
 
 

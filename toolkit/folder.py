@@ -16,7 +16,7 @@ hold as many bytes as its header says. About 60 ms for the 33 MB shipped model, 
 (digests are cached per path, size and mtime by :func:`toolkit.files.file_sha256`).
 
 Folders written before checksums existed (no ``files:``) still load, with a warning that says to
-re-save them (or to run :func:`seal`); everything except the checksums is still checked. Exports under
+re-save them (or to run :func:`toolkit.manifest.seal`); everything except the checksums is still checked. Exports under
 ``onnx/``, the model card and other extra files are not in ``files:``: they are not needed to load the
 model (an export records its own sources, see :mod:`toolkit.export`).
 
@@ -35,14 +35,21 @@ import shutil
 import stat
 import struct
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import Any, Iterator, Mapping, Protocol
 
 from .errors import ConfigError, DestinationExistsError, ModelFileMissingError, ModelFolderError
 from .files import file_sha256
 from .registry import MANIFEST
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .manifest import Manifest
+
+
+class FolderSpec(Protocol):
+    """What this module reads of a :class:`toolkit.manifest.Manifest` (which imports this module)."""
+
+    encoder: str
+    tasks: Mapping[str, Any]  # each with a ``weights`` path
+    files: dict[str, str] | None
+
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +103,7 @@ def _regular(root: Path, name: str) -> os.stat_result:
 
 
 # ------------------------------------------------------------------ what a folder needs, and its checksums
-def needed_files(folder: str | Path, manifest: "Manifest") -> list[str]:
+def needed_files(folder: str | Path, manifest: FolderSpec) -> list[str]:
     """Relative paths of the files the folder needs: every file of the encoder folder and each head's
     weights (what :func:`checksums` records in the manifest)."""
     folder = Path(folder)
@@ -121,7 +128,7 @@ def checksums(folder: str | Path, names: list[str]) -> dict[str, str]:
     return out
 
 
-def verify(folder: str | Path, manifest: "Manifest") -> None:
+def verify(folder: str | Path, manifest: FolderSpec) -> None:
     """Refuse a model folder that is incomplete, tampered with or half-written (see module docstring).
 
     Raises :class:`~toolkit.errors.ModelFileMissingError` for a missing file and
@@ -152,23 +159,8 @@ def verify(folder: str | Path, manifest: "Manifest") -> None:
     if manifest.files is None and str(root) not in _WARNED:
         _WARNED.add(str(root))
         logger.warning("%s has no files: checksums in its %s (written by an older toolkit), so corrupted files "
-                       "cannot be detected; re-save it, or run toolkit.folder.seal(%r) on a known-good copy",
+                       "cannot be detected; re-save it, or run toolkit.manifest.seal(%r) on a known-good copy",
                        folder, MANIFEST, str(folder))
-
-
-def seal(folder: str | Path) -> dict[str, str]:
-    """Record the checksums of a folder's current files in its manifest (for folders written before
-    ``files:`` existed, or edited by hand on purpose); returns them. Only the manifest is rewritten.
-
-    Example:
-        >>> seal("my-old-model")  # doctest: +SKIP
-        {'encoder/config.json': '5b1c...', ...}
-    """
-    from .manifest import Manifest
-
-    manifest = Manifest.read(folder)
-    manifest.write(folder)
-    return dict(Manifest.read(folder).files or {})
 
 
 # ------------------------------------------------------------------ safetensors
@@ -314,4 +306,4 @@ def interrupted_save_hint(path: str | Path) -> str:
 
 
 __all__ = ["atomic_folder", "check_safetensors", "check_shapes", "checksums", "load_safetensors", "needed_files",
-           "relative_path", "replace_folder", "seal", "verify"]
+           "relative_path", "replace_folder", "verify"]

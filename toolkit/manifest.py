@@ -205,3 +205,16 @@ def _integer(path: Path, key: str, value: Any) -> int:
         return int(value)
     except ValueError as err:
         raise ConfigError(f"{path}: {key} must be an integer, got {value!r}") from err
+
+
+def seal(folder: str | Path) -> dict[str, str]:
+    """Record the checksums of a folder's current files in its manifest (for folders written before
+    ``files:`` existed, or edited by hand on purpose); returns them. Only the manifest is rewritten.
+
+    Example:
+        >>> seal("my-old-model")  # doctest: +SKIP
+        {'encoder/config.json': '5b1c...', ...}
+    """
+    manifest = Manifest.read(folder)
+    manifest.write(folder)
+    return dict(Manifest.read(folder).files or {})

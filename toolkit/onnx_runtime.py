@@ -20,7 +20,6 @@ Example:
 """
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import shutil
@@ -29,6 +28,7 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 
+from .onnx_session import INSTALL_HINT, OnnxRunner, require  # noqa: F401 (re-exported: the runtime's public names)
 from .decoding import LabelDecoder, TagDecoder
 from .folder import check_shapes, load_safetensors, verify
 from .manifest import Manifest, TaskSpec
@@ -36,17 +36,6 @@ from .tags import check_scheme, tag_set
 from .tokenization import TextTokenizer
 
 logger = logging.getLogger(__name__)
-
-INSTALL_HINT = 'pip install -e ".[onnx]"  (or: pip install onnxruntime onnx)'
-
-
-def require(module: str):
-    """Import an optional dependency (``onnxruntime``, ``onnx``) or explain how to install it."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as err:
-        raise ImportError(f"the ONNX runtime needs the {module!r} package, which is not installed: {INSTALL_HINT}") from err
-
 
 # ------------------------------------------------------------------ manifest without torch
 # ------------------------------------------------------------------ tokenizer without transformers
@@ -103,48 +92,6 @@ def load_tokenizer(encoder_dir: str | Path) -> TextTokenizer:
 
 
 # ------------------------------------------------------------------ runner and decoders
-class OnnxRunner:
-    """:class:`toolkit.pipeline.Runner` over an ONNX Runtime session of an exported graph.
-
-    Inputs the graph has but the batch lacks (``segments`` for text-only tasks of a model with a
-    matcher) are fed as zeros; inputs the graph does not have are dropped.
-
-    Example:
-        >>> runner = OnnxRunner("path/to/model-folder/onnx/model.onnx", threads=2)  # doctest: +SKIP
-        >>> runner.run(batch, ["ner"])["ner"].shape  # doctest: +SKIP
-        (8, 21, 7)
-    """
-
-    def __init__(self, path: str | Path, threads: int = 2, inter_threads: int = 1, providers: Sequence[str] = ("CPUExecutionProvider",)) -> None:
-        ort = require("onnxruntime")
-        if int(threads) < 1:
-            raise ValueError(f"threads must be at least 1, got {threads}")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = int(threads)
-        options.inter_op_num_threads = int(inter_threads)
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.path = Path(path)
-        self.session = ort.InferenceSession(str(path), options, providers=list(providers))
-        self.inputs = [i.name for i in self.session.get_inputs()]
-        self.outputs = [o.name for o in self.session.get_outputs()]
-
-    def run(self, batch: dict[str, np.ndarray], tasks: Sequence[str]) -> dict[str, np.ndarray]:
-        tasks = list(tasks)
-        unknown = [t for t in tasks if t not in self.outputs]
-        if unknown:
-            raise KeyError(f"the ONNX graph {self.path} has no output {unknown[0]!r}; its outputs: {', '.join(self.outputs)}")
-        zeros = None
-        feed = {}
-        for name in self.inputs:
-            if name in batch:
-                feed[name] = np.ascontiguousarray(batch[name], dtype=np.int64)
-            else:
-                zeros = np.zeros_like(batch["input_ids"], dtype=np.int64) if zeros is None else zeros
-                feed[name] = zeros
-        return dict(zip(tasks, self.session.run(tasks, feed)))
-
-
 def decoder_for(folder: str | Path, spec: TaskSpec) -> TagDecoder | LabelDecoder:
     """The numpy decoder of one head, built from the manifest and (taggers) the head's CRF weights."""
     if spec.kind == "tagger":
@@ -195,7 +142,7 @@ def onnx_pipeline(
         >>> pipe("张三在北京")["sentiment"]["label"]  # doctest: +SKIP
         'pos'
     """
-    from . import export as exporting
+    from .export import ensure_export, find_export
     from .pipeline import pipeline_for
     from .registry import resolve
 
@@ -209,9 +156,9 @@ def onnx_pipeline(
     if graph is not None:
         graph = Path(graph)
     elif export:
-        graph = exporting.ensure_export(path, quantize)
+        graph = ensure_export(path, quantize)
     else:
-        graph = exporting.find_export(path, quantize)
+        graph = find_export(path, quantize)
         if graph is None:
             flag = " --quantize int8" if quantize else ""
             raise FileNotFoundError(f"{path} has no up-to-date ONNX export; run `toolkit export {path}{flag}` first")

@@ -26,7 +26,6 @@ import argparse
 import hashlib
 import json
 import logging
-import math
 import shutil
 import time
 from pathlib import Path
@@ -228,18 +227,14 @@ class _Unshared:
 def export_encoder(model, tokenizer, out: Path) -> None:
     """The encoder (no LM head, float32) + tokenizer as a Hugging Face folder, swapped in atomically."""
     from .encoder import Encoder, _quiet_loading
+    from .folder import replace_folder
 
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     with _quiet_loading():
         Encoder(model.bert).save(tmp, dtype=next(model.parameters()).dtype)
     tokenizer.save(tmp)
-    old = out.with_name(out.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if out.exists():
-        out.rename(old)
-    tmp.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
+    replace_folder(tmp, out)
 
 
 def lr_at(step: int, base: float, max_steps: int, warmup: int) -> float:

@@ -26,7 +26,7 @@ import numpy as np
 
 from .errors import InputError
 from .files import file_sha256
-from .onnx_runtime import require
+from .onnx_session import require
 
 logger = logging.getLogger(__name__)
 

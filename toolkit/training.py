@@ -20,7 +20,6 @@ from dataclasses import replace
 import logging
 import math
 import os
-import re
 import shutil
 import time
 from pathlib import Path
@@ -31,6 +30,7 @@ import torch
 
 from . import distributed as dist
 from .diagnostics import Diagnostics, eval_diagnostics, should_stop
+from .encoder import layer_depth
 from .errors import InputError
 from .evaluation import evaluate_task
 from .features import Feature, collate
@@ -80,14 +80,6 @@ class TaskStream:
             self.queue = length_batches(self.data.train, self.batch_size, self.rng)
             self.epoch += 1
         return [self.data.train[i] for i in self.queue.pop()]
-
-
-def layer_depth(name: str, n_layers: int) -> int:
-    """0 for embeddings, ``i + 1`` for transformer layer ``i``, ``n_layers + 1`` above the layers."""
-    m = re.search(r"\.layers?\.(\d+)\.", name)
-    if m:
-        return int(m.group(1)) + 1
-    return 0 if "embeddings" in name else n_layers + 1
 
 
 def param_groups(model: MultiTaskModel, lr: float, head_lr: float, layer_decay: float, weight_decay: float) -> list[dict]:

@@ -148,7 +148,7 @@ def _guess_format(path: Path, kind: str | None) -> str:
     """The reader for ``path``: from its extension, and when that is shared between kinds (``.jsonl``,
     ``.tsv``) from the field names of its start (``spans`` -> NER; the pair readers' default fields
     ``text1``/``text2`` or ``sentence1``/``sentence2`` -> pair; ``text`` -> classification)."""
-    from toolkit.finetune import FORMATS, guess_format
+    from toolkit.data.readers import FORMATS, guess_format
 
     if kind:
         return guess_format(kind, path)  # type: ignore[arg-type]
@@ -328,7 +328,7 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _cmd_data_check(args: argparse.Namespace) -> int:
-    from toolkit.cli import _key_value
+    from toolkit.cli_io import key_value
     from toolkit.cli_io import output, to_json
     from toolkit.errors import UnknownNameError
 
@@ -344,7 +344,7 @@ def _cmd_data_check(args: argparse.Namespace) -> int:
     elif model.lower() == "none":
         model = None
     result = check_data(args.train, args.dev, args.test, kind=args.kind, format=args.format,
-                        options=dict(_key_value(x) for x in args.option), model=model, data_root=args.data_root,
+                        options=dict(key_value(x) for x in args.option), model=model, data_root=args.data_root,
                         max_examples=args.max_examples, top_terms=args.top_terms)
     if args.json:
         with output(args.json) as out:

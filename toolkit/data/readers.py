@@ -36,7 +36,7 @@ import difflib
 import inspect
 import logging
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Literal
 
 from toolkit.data.readers_cls import (json_cls_examples, json_pair_examples, read_json_cls, read_json_pair,
                                       read_table_cls, read_table_pair, table_cls_examples, table_pair_examples)
@@ -75,6 +75,26 @@ STREAMS: dict[str, Callable[..., Iterator]] = {
     "table-pair": table_pair_examples,
     "json-pair": json_pair_examples,
 }
+
+# The three kinds of user data (`toolkit train ner|cls|pair`), the head kind each trains, and the
+# reader a file extension implies.
+Kind = Literal["ner", "cls", "pair"]
+HEAD_KIND: dict[str, str] = {"ner": "tagger", "cls": "classifier", "pair": "matcher"}
+FORMATS = {
+    "ner": {".bio": "columns", ".bmes": "columns", ".bioes": "columns", ".iob": "columns", ".conll": "columns", ".jsonl": "json-spans", ".json": "json-spans"},
+    "cls": {".tsv": "table-cls", ".csv": "table-cls", ".json": "json-cls", ".jsonl": "json-cls"},
+    "pair": {".tsv": "table-pair", ".csv": "table-pair", ".json": "json-pair", ".jsonl": "json-pair"},
+}
+
+
+def guess_format(kind: Kind, path: str | Path) -> str:
+    """Reader name for ``path`` from its extension (``my.bmes`` -> ``columns``); say ``--format`` otherwise."""
+    name = Path(path).name.lower()
+    for ext, fmt in FORMATS[kind].items():
+        if name.endswith(ext) or name.endswith(ext + ".gz"):
+            return fmt
+    raise ValueError(f"cannot tell the format of {path} from its name; pass format= (--format) with one of {sorted(set(FORMATS[kind].values()))}")
+
 
 READER_TASKS: dict[str, str] = {
     "columns": "ner", "cmeee": "ner", "cblue-ner": "ner", "cluener": "ner", "ccks2017": "ner",
@@ -129,6 +149,7 @@ def read(path: str | Path, format: str, *, strict: bool = False, **options: Any)
 
 
 __all__ = [
+    "FORMATS", "HEAD_KIND", "Kind", "guess_format",
     "READERS", "READER_TASKS", "STREAMS", "CorpusError", "ExampleStream", "ReadReport", "duplicates",
     "flatten_examples", "get_reader", "inclusive_to_exclusive", "iter_examples", "overlap", "read",
     "read_cblue_ner", "read_ccks2017", "read_cluener", "read_cmeee", "read_columns", "read_json_cls",
