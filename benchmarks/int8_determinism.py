@@ -40,6 +40,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, run_info, write_results
+from splits import eval_splits
 
 logger = logging.getLogger("benchmarks.int8_determinism")
 ROOT = Path(__file__).resolve().parent.parent
@@ -195,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     from toolkit.evaluation import evaluate_pipeline, load_split
     from toolkit.onnx_runtime import onnx_pipeline
     from toolkit.pipeline import BATCH_SIZE
-    from toolkit.registry import eval_splits, resolve
+    from toolkit.registry import resolve
 
     onnxruntime.set_default_logger_severity(3)
     skip = set(filter(None, args.skip.split(",")))

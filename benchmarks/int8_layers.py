@@ -32,6 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import run_info, write_results
+from splits import eval_splits
 
 logger = logging.getLogger("benchmarks.int8_layers")
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     from toolkit.export import INT8_KEEP_FP32, ensure_export, quantize_int8
     from toolkit.onnx_runtime import onnx_pipeline
     from toolkit.pipeline import BATCH_SIZE
-    from toolkit.registry import eval_splits, resolve
+    from toolkit.registry import resolve
 
     folder, _ = resolve(args.model)
     fp32 = ensure_export(folder)

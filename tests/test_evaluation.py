@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from toolkit import kinds
+
 from toolkit.evaluation import (
-    MAIN,
     agreement,
     compare_runtimes,
     evaluate,
@@ -54,7 +55,7 @@ def data(tmp_path_factory) -> dict[str, dict]:
 @pytest.mark.parametrize("task", list(KINDS))
 def test_evaluate_scores_a_file_on_torch(tiny_folder, data, task):
     result = evaluate(str(tiny_folder), data[task], task=task, progress=False)
-    assert (result["model"], result["task"], result["runtime"], result["metric"]) == ("tiny", task, "torch", MAIN[KINDS[task]])
+    assert (result["model"], result["task"], result["runtime"], result["metric"]) == ("tiny", task, "torch", kinds.get(KINDS[task]).metric)
     assert result["n"] == (len(PAIRS) if task == "match" else len(TEXTS)) and 0 <= result["main"] <= 1
 
 
@@ -77,7 +78,7 @@ def test_exclude_leaves_out_texts_of_another_split(tiny_folder, data, tmp_path):
 
 
 def test_evaluate_pipeline_is_the_same_scorer(tiny_model, data):
-    from toolkit.recipe import load_examples
+    from toolkit.data.refs import load_examples
 
     examples = load_examples(data["ner"])
     result = evaluate_pipeline(build_pipeline(tiny_model, ["ner"]), "ner", examples, keep_predictions=True)

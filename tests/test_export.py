@@ -19,7 +19,8 @@ from toolkit import export as exporting  # noqa: E402
 from toolkit import load  # noqa: E402
 from toolkit.cli import main  # noqa: E402
 from toolkit.export import export_onnx, find_export, read_record  # noqa: E402
-from toolkit.onnx_runtime import FileTokenizer, OnnxRunner, onnx_pipeline, require  # noqa: E402
+from toolkit.bundle import FileTokenizer  # noqa: E402
+from toolkit.onnx_runtime import OnnxRunner, onnx_pipeline, require  # noqa: E402
 from toolkit.pipeline import Entity, build_pipeline  # noqa: E402
 from toolkit.tokenization import TextTokenizer  # noqa: E402
 
@@ -70,7 +71,7 @@ def same(a, b, atol: float = 1e-4) -> None:
 
 @pytest.mark.parametrize("tasks", [["ner"], ["sentiment"], ["match"], ["ner", "sentiment"], None])
 def test_fp32_matches_torch(tiny_model, folder, tasks):
-    torch_pipe = build_pipeline(tiny_model, tasks, batch_size=3)
+    torch_pipe = build_pipeline(tiny_model, tasks, batch_size=3, keyed=True if tasks else None)  # a list of tasks: keyed answers
     onnx_pipe = load(str(folder), tasks=tasks, runtime="onnx", batch_size=3)
     assert type(onnx_pipe) is type(torch_pipe)
     if tasks != ["match"]:
@@ -80,6 +81,7 @@ def test_fp32_matches_torch(tiny_model, folder, tasks):
     if tasks in (["match"], None):
         same(onnx_pipe(PAIRS), torch_pipe(PAIRS))
     if tasks == ["ner"]:
+        found = [r["ner"] for r in found]
         assert any(found), "the sharpened random model finds entities"
         assert len(found[-1]) > 10 and all(LONG[e.start : e.end] == e.text for e in found[-1])
 
@@ -152,7 +154,7 @@ def test_stale_export_is_detected_and_redone(folder, tmp_path):
     assert find_export(path) is None and find_export(path, "int8") is None
     with pytest.raises(FileNotFoundError, match="toolkit export"):
         onnx_pipeline(path, tasks="sentiment", export=False)
-    pipe = load(str(path), tasks="sentiment", runtime="onnx")  # re-exports on first use
+    pipe = load(str(path), tasks="sentiment", runtime="onnx", export=True)  # re-exports when asked to
     assert find_export(path) == path / "onnx" / "model.onnx" and not (path / "onnx" / "model.int8.onnx").exists()
     same(pipe(TEXTS), build_pipeline(MultiTaskModel.load(path, tasks=["sentiment"]))(TEXTS))
     assert all(r["label"] == ("neg" if t.strip() else None) for t, r in zip(TEXTS, pipe(TEXTS)))  # blank text: no label

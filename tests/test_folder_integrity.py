@@ -271,11 +271,11 @@ def test_label_count_not_matching_the_head_names_the_file(folder):
 
 
 def test_label_count_not_matching_the_crf_names_the_file_in_onnx(folder):
-    from toolkit.onnx_runtime import decoder_for
+    from toolkit.bundle import Bundle
 
     edit_manifest(folder, lambda data: data["tasks"]["ner"]["labels"].append("DRUG"))
     with pytest.raises(ModelFolderError, match=r"heads/ner\.safetensors: crf\.\w+ has shape"):
-        decoder_for(folder, Manifest.read(folder).tasks["ner"])
+        Bundle.from_folder(folder, verified=True)
 
 
 def test_errors_are_one_line(folder):

@@ -8,6 +8,7 @@ import pytest
 from conftest import in_threads
 from toolkit.decoding import TagDecoder
 from toolkit.normalize import NormalizationConfig
+from toolkit.bundle import Bundle
 from toolkit.pipeline import Entity, PairPipeline, TextPipeline, build_pipeline
 from toolkit.tags import tag_set
 from toolkit.tokenization import TextTokenizer
@@ -163,7 +164,7 @@ def exact(tiny_encoder):
     tags = tag_set(["PER"], "BIO")
     T = len(tags)
     dec = TagDecoder(tags, "BIO", np.zeros((T, T)), np.zeros(T), np.zeros(T))
-    return TextPipeline(tok, NormalizationConfig(), 16, {"ner": ("tagger", dec)}, CharRunner(tok, tags), batch_size=7)
+    return TextPipeline(Bundle.of(tok, NormalizationConfig(), 16, {"ner": ("tagger", dec)}), CharRunner(tok, tags), batch_size=7)
 
 
 @pytest.mark.parametrize("sep", ["。", "", "\n", "，"])

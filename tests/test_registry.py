@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import pytest
 
 import toolkit
@@ -41,8 +44,10 @@ def test_load_by_path_with_tasks(tiny_folder):
 
 
 def test_every_registered_head_kind_imports():
-    for kind in registry.HEADS:
-        assert registry.head_class(kind).kind == kind
+    from toolkit import kinds
+
+    for kind in kinds.KINDS:
+        assert kinds.head_class(kind).kind == kind
 
 
 def test_import_is_light():
@@ -54,13 +59,44 @@ def test_import_is_light():
     assert out.strip() == "False"
 
 
+def test_registered_folders_default_to_the_installed_models(monkeypatch):
+    from importlib import resources
+
+    monkeypatch.delenv("TOOLKIT_PRETRAINED", raising=False)
+    assert registry.pretrained_dir() == Path(str(resources.files("toolkit.pretrained")))
+    folder, tasks = registry.resolve("ner-medical")
+    assert folder.parent == registry.pretrained_dir() and (folder / registry.MANIFEST).is_file() and tasks == ["ner_medical"]
+
+
+def test_toolkit_pretrained_overrides_the_installed_models(monkeypatch, tmp_path):
+    monkeypatch.setenv("TOOLKIT_PRETRAINED", str(tmp_path))
+    assert registry.pretrained_dir() == tmp_path
+
+
+def _benchmark_splits():
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "splits.py"
+    spec = importlib.util.spec_from_file_location("benchmark_splits", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_evaluation_splits_are_a_benchmark_setting_for_every_registered_name():
+    splits = _benchmark_splits()
+    assert not any("eval" in spec for spec in registry.MODELS.values())
+    assert set(splits.SPLITS) == set(registry.MODELS)
+
+
 def test_eval_splits_of_a_folder_collects_every_name_once(monkeypatch, tmp_path):
+    splits = _benchmark_splits()
     monkeypatch.setenv("TOOLKIT_PRETRAINED", str(tmp_path))
     monkeypatch.setattr(registry, "MODELS", {
-        "a": {"path": "joint", "eval": [{"task": "ner", "dataset": "x:dev"}]},
-        "b": {"path": "joint", "eval": [{"task": "cls", "dataset": "y:test"}, {"task": "ner", "dataset": "x:dev"}]},
-        "c": {"path": "other", "eval": [{"task": "ner", "dataset": "z:dev"}]},
-        "all": {"path": "joint", "tasks": None},
+        "a": {"path": "joint"}, "b": {"path": "joint"}, "c": {"path": "other"}, "all": {"path": "joint", "tasks": None},
     })
-    assert registry.eval_splits(tmp_path / "joint") == [{"task": "ner", "dataset": "x:dev"}, {"task": "cls", "dataset": "y:test"}]
-    assert registry.eval_splits(tmp_path / "missing") == []
+    table = {
+        "a": [{"task": "ner", "dataset": "x:dev"}],
+        "b": [{"task": "cls", "dataset": "y:test"}, {"task": "ner", "dataset": "x:dev"}],
+        "c": [{"task": "ner", "dataset": "z:dev"}],
+    }
+    assert splits.eval_splits(tmp_path / "joint", table) == [{"task": "ner", "dataset": "x:dev"}, {"task": "cls", "dataset": "y:test"}]
+    assert splits.eval_splits(tmp_path / "missing", table) == []

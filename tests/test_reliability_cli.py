@@ -198,7 +198,7 @@ def test_run_onnx_int8(tmp_path, tiny_folder, capsys):
     import shutil
 
     folder = shutil.copytree(tiny_folder, tmp_path / "tiny")  # the export goes into the folder
-    assert main(["run", str(folder), "--tasks", "ner", "--runtime", "onnx", "--quantize", "int8", "--threads", "1", "张三在北京"]) == 0
+    assert main(["run", str(folder), "--tasks", "ner", "--runtime", "onnx", "--quantize", "int8", "--export", "--threads", "1", "张三在北京"]) == 0
     row = _rows(capsys.readouterr().out)[0]
     assert row["text"] == "张三在北京" and isinstance(row["result"], list)
 

@@ -14,6 +14,7 @@ import pytest
 from toolkit.decoding import TagDecoder
 from toolkit.errors import InputError, ModelFolderError
 from toolkit.normalize import NormalizationConfig, Normalizer
+from toolkit.bundle import Bundle
 from toolkit.pipeline import TextPipeline, build_pipeline
 from toolkit.tags import tag_set
 from toolkit.tokenization import TextTokenizer, entity_breaks, is_symbol, symbol_tokens
@@ -48,7 +49,7 @@ def exact(tok):
     tags = tag_set(["PER"], "BIO")
     T = len(tags)
     dec = TagDecoder(tags, "BIO", np.zeros((T, T)), np.zeros(T), np.zeros(T))
-    return TextPipeline(tok, NormalizationConfig(), 16, {"ner": ("tagger", dec)}, CharRunner(tok, tags))
+    return TextPipeline(Bundle.of(tok, NormalizationConfig(), 16, {"ner": ("tagger", dec)}), CharRunner(tok, tags))
 
 
 def spans(entities):
@@ -146,7 +147,7 @@ def test_shared_numpy_decoding_obeys_breaks_on_onnx_too(tiny_folder, tmp_path):
 
     folder = shutil.copytree(tiny_folder, tmp_path / "tiny", ignore=shutil.ignore_patterns("onnx"))
     texts = ["张三\n李四", "北京 上海", "😷王五😷", "發熱\r\n咳嗽"]
-    onnx_pipe = toolkit.load(str(folder), tasks="ner", runtime="onnx")
+    onnx_pipe = toolkit.load(str(folder), tasks="ner", runtime="onnx", export=True)
     torch_pipe = toolkit.load(str(folder), tasks="ner")
     for text, a, b in zip(texts, onnx_pipe(texts), torch_pipe(texts)):
         assert spans(a) == spans(b)
@@ -234,7 +235,7 @@ def test_nan_on_another_runtime_names_its_graph(tok):
 
     tags = tag_set(["PER"], "BIO")
     dec = TagDecoder(tags, "BIO", np.zeros((3, 3)), np.zeros(3), np.zeros(3))
-    pipe = TextPipeline(tok, NormalizationConfig(), 16, {"ner": ("tagger", dec)}, NanRunner())
+    pipe = TextPipeline(Bundle.of(tok, NormalizationConfig(), 16, {"ner": ("tagger", dec)}, name="/models/tiny/onnx/model.onnx"), NanRunner())
     with pytest.raises(ModelFolderError, match="/models/tiny/onnx/model.onnx"):
         pipe("张三")
 

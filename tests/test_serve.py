@@ -144,7 +144,7 @@ def model_calls(server) -> float:
 
 @needs_server
 def test_concurrent_requests_get_their_own_results_in_shared_batches(server, tiny_folder):
-    direct = jsonable(load(str(tiny_folder), tasks=["ner"])(TEXTS))
+    direct = jsonable(load(str(tiny_folder), tasks="ner")(TEXTS))
     assert any(direct), "the tiny tagger should find entities in some texts"
     before = model_calls(server)
     with ThreadPoolExecutor(20) as pool:

@@ -7,7 +7,9 @@ import pytest
 import torch
 import yaml
 
-from toolkit.features import collate, ner_features
+from toolkit import kinds
+from toolkit.features import build_features, collate
+from toolkit.manifest import TaskSpec
 from toolkit.normalize import Normalizer
 from toolkit.recipe import Recipe
 from toolkit.tags import tag_set
@@ -88,11 +90,12 @@ def test_ner_features_count_what_cannot_be_learnt(tiny_encoder):
         NerExample("CT检查", [Span(0, 1, "LOC")]),  # boundary inside the token "CT"
     ]
     report = FeatureReport()
-    feats = ner_features(examples, tok, Normalizer(), tags, "BIO", 32, report=report)
+    spec = TaskSpec.from_dict("ner", {"kind": "tagger", "labels": ["PER", "LOC"], "scheme": "BIO"})
+    feats = build_features(kinds.get("tagger"), examples, spec, tok, Normalizer(), 32, report)
     assert [tags[i] for i in feats[0].target] == ["B-PER", "I-PER", "O", "B-LOC", "I-LOC"]
     assert report.counts["nested spans flattened away"] == 1
     assert report.counts["spans with a boundary inside a token"] == 1
-    batch, targets = collate(feats, tok.pad_id)
+    batch, targets = collate(feats, tok.pad_id, kinds.get("tagger"))
     assert batch["input_ids"].shape == targets.shape and int(batch["attention_mask"][0].sum()) == 7
 
 

@@ -72,7 +72,7 @@ def test_matcher_loss_decreases(tiny_encoder):
     model = MultiTaskModel.build(Encoder.from_pretrained(tiny_encoder), {"m": {"kind": "matcher", "labels": ["0", "1"]}}, tokenizer=tok)
     pipe = build_pipeline(model)
     pairs = [("头痛", "头疼"), ("发热", "北京")]
-    items = [pipe.preprocess(a, b) for a, b in pairs]
+    items = [(ids, seg) for ids, seg, _ in pipe.preprocess(pairs)]
     n = max(len(i) for i, _ in items)
     batch = {k: torch.zeros(2, n, dtype=torch.long) for k in ("input_ids", "attention_mask", "segments")}
     for r, (ids, seg) in enumerate(items):

@@ -11,7 +11,9 @@ import torch
 
 from toolkit import load
 from toolkit.data.examples import NerExample, Span
-from toolkit.features import FeatureReport, ner_features
+from toolkit import kinds
+from toolkit.features import FeatureReport, build_features
+from toolkit.manifest import TaskSpec
 from toolkit.normalize import NormalizationConfig, Normalizer
 from toolkit.tokenization import TextTokenizer
 from toolkit import vocab as vocab_mod, vocab_scan
@@ -112,11 +114,11 @@ def test_offsets_exact_on_new_characters(fixture, request):
 def test_new_characters_keep_ner_alignment(ext_chars, tiny_folder, tiny_model):
     ex = [NerExample("𠮷和㐀在5㎎", [Span(0, 1, "PER"), Span(2, 3, "LOC"), Span(5, 6, "ORG")])]
     norm = Normalizer(tiny_model.normalization)
-    tags = tiny_model.heads["ner"].tags
     counts = {}
     for name, folder in (("old", tiny_folder), ("new", ext_chars[0])):
         report = FeatureReport()
-        ner_features(ex, TextTokenizer.from_pretrained(folder / "encoder"), norm, tags, "BIO", 32, report=report)
+        spec = TaskSpec.from_dict("ner", {"kind": "tagger", "labels": tiny_model.heads["ner"].labels, "scheme": "BIO"})
+        build_features(kinds.get("tagger"), ex, spec, TextTokenizer.from_pretrained(folder / "encoder"), norm, 32, report)
         counts[name] = report.counts["spans with a boundary inside a token"]
     assert counts == {"old": 1, "new": 0}  # "5㎎" was one [UNK] word; now "5 ##㎎"
     tok = TextTokenizer.from_pretrained(ext_chars[0] / "encoder")

@@ -31,18 +31,24 @@ def load(
     runtime: Literal["torch", "onnx"] = "torch",
     quantize: Literal["int8"] | None = None,
     threads: int | None = None,
+    export: bool = False,
 ) -> "TextPipeline | PairPipeline | MultiTaskPipeline":
     """A ready pipeline for a registered model name or a model folder. Never downloads anything.
 
     Args:
         name_or_path: a name from :func:`list_models` or a path to a model folder.
-        tasks: the heads to run (default: the ones the name selects, else all of the folder's).
+        tasks: the heads to run (default: the ones the name selects, else all of the folder's). A
+            list of tasks (even of one) makes every answer ``{task: result}``; a single task name
+            gives that task's result bare (see :mod:`toolkit.results`).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"`` ...
         batch_size: texts per encoder pass (texts are sorted by length and padded per batch;
             default :data:`toolkit.pipeline.BATCH_SIZE`).
         progress: show a progress bar on large inputs.
-        runtime: ``"torch"``, or ``"onnx"`` for ONNX Runtime on CPU (same results, faster, no torch
-            import once the folder has an export; the first use exports it, see :mod:`toolkit.export`).
+        runtime: ``"torch"``, or ``"onnx"`` for ONNX Runtime on CPU (same results, often faster, no
+            torch import). It runs the folder's ONNX export, made once by ``toolkit export FOLDER``
+            (see :mod:`toolkit.export`); a missing export is an error that names that command.
+        export: with ``runtime="onnx"``, make the missing export now instead (imports torch and
+            writes ``<folder>/onnx/`` or the cache); ``load()`` never does it unasked.
         quantize: ``"int8"`` runs the dynamically quantised graph (``runtime="onnx"`` only).
         threads: CPU threads for inference. ``runtime="onnx"``: the session's intra-op threads
             (inter-op is 1; default 2), private to this pipeline. ``runtime="torch"``: calls
@@ -65,6 +71,7 @@ def load(
         >>> [(e.text, e.label) for e in tk("既往有2型糖尿病史")]  # doctest: +SKIP
         [('2型糖尿病', 'dis')]
     """
+    keyed = True if isinstance(tasks, (list, tuple)) else None  # a list of tasks: {task: result} even for one
     for option, value in (("batch_size", batch_size), ("threads", threads)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, Integral) or value < 1):
             raise InputError(f"{option} must be a positive integer (or None for the default), got {value!r}")
@@ -73,13 +80,15 @@ def load(
             raise ValueError(f"runtime='onnx' runs on the CPU only; use device='cpu' or runtime='torch' for {device!r}")
         from .onnx_runtime import onnx_pipeline
 
-        return onnx_pipeline(name_or_path, tasks, quantize=quantize, threads=int(threads or 2), batch_size=batch_size, progress=progress)
+        return onnx_pipeline(name_or_path, tasks, quantize=quantize, threads=int(threads or 2), batch_size=batch_size, progress=progress,
+                             export=export, keyed=keyed)
     if runtime != "torch":
         raise ValueError(f"unknown runtime {runtime!r}; available: 'torch', 'onnx'")
     if quantize is not None:
         raise ValueError("quantize needs runtime='onnx' (e.g. load(name, runtime='onnx', quantize='int8'))")
+    from .bundle import Bundle
     from .model import MultiTaskModel
-    from .pipeline import build_pipeline
+    from .pipeline import BATCH_SIZE, TorchRunner, pipeline_for
     from .registry import resolve
 
     check_device(device)
@@ -91,7 +100,8 @@ def load(
 
         torch.set_num_threads(int(threads))
     model = MultiTaskModel.load(path, tasks=selected)
-    return build_pipeline(model, selected, device=device, batch_size=batch_size, progress=progress)
+    bundle = Bundle.from_folder(path, selected, verified=True)  # the same bundle the ONNX runtime builds
+    return pipeline_for(bundle, TorchRunner(model, device), batch_size or BATCH_SIZE, progress, keyed)
 
 
 def check_device(device: str) -> None:

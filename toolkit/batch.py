@@ -8,7 +8,7 @@
   batching, and appended to the output;
 * one output per input in DIR (``<stem>.jsonl`` or ``<stem>.parquet``), rows in input order:
   ``{"file", "line" (1-based), "text" | "text_a", "text_b", "result"}`` with ``result`` in the
-  JSON form of ``toolkit run`` (:func:`toolkit.cli_io.jsonable`). Parquet keeps ``result`` as a
+  JSON form of ``toolkit run`` (:func:`toolkit.results.to_json_data`). Parquet keeps ``result`` as a
   JSON string (entities and label dicts do not share one column type);
 * each output is written to a temporary file next to it and renamed when that input is done, so a
   failed or interrupted run leaves no partial file.

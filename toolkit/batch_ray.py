@@ -62,13 +62,14 @@ class Predictor:
 def model_kind(name: str, tasks: str | Sequence[str] | None) -> Kind:
     """What the model takes (``"text"``, ``"pair"``, ``"both"``), from its manifest (no weights load)."""
     from .manifest import Manifest
-    from .registry import HEAD_INPUT, resolve
+    from . import kinds
+    from .registry import resolve
 
     path, selected = resolve(name)
     if tasks is not None:
         selected = [tasks] if isinstance(tasks, str) else list(tasks)
     manifest = Manifest.read(path)
-    inputs = {HEAD_INPUT[spec.kind] for t, spec in manifest.tasks.items() if selected is None or t in selected}
+    inputs = {kinds.get(spec.kind).input for t, spec in manifest.tasks.items() if selected is None or t in selected}
     return "both" if len(inputs) > 1 else "pair" if inputs == {"pair"} else "text"
 
 

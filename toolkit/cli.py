@@ -99,7 +99,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.quantize and args.runtime != "onnx":
         raise InputError("--quantize int8 runs the ONNX Runtime graph: add --runtime onnx")
     pipe = load(args.model, tasks=task_selection(args.model, args.tasks), device=args.device, batch_size=args.batch_size,
-                progress=args.progress, runtime=args.runtime, quantize=args.quantize, threads=args.threads)
+                progress=args.progress, runtime=args.runtime, quantize=args.quantize, threads=args.threads, export=args.export)
     from .pipeline import PairPipeline, TextPipeline
 
     if args.pair and isinstance(pipe, TextPipeline):
@@ -127,7 +127,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .recipe import Recipe
     from .training import drop_checkpoint, folder_mb, train
 
-    if args.target in ("ner", "cls", "pair"):
+    from .kinds import data_kinds
+
+    if args.target in data_kinds():
         return _cmd_finetune(args)
     if args.train:
         raise ValueError(f"--train goes with `toolkit train ner|cls|pair`, not with a recipe ({args.target})")
@@ -163,7 +165,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     if not args.train:
         raise ValueError(f"`toolkit train {args.target}` needs --train FILE (and usually --dev FILE)")
     result = finetune(
-        args.target, args.train, args.dev, start=args.start, out=args.out or "my-model", format=args.format, task=args.task,
+        args.target, args.train, args.dev, start=args.start, out=args.out or "my-model", format=args.format, task=args.task, head=args.head,
         scheme=args.scheme, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, max_length=args.max_length, num_layers=args.num_layers,
         freeze_encoder=args.freeze_encoder, max_minutes=args.max_minutes, progress=not args.no_progress,
         reader_options=dict(key_value(x) for x in args.option), threads=args.threads, resume=args.resume, overwrite=args.overwrite,
@@ -191,8 +193,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_build_base(args: argparse.Namespace) -> int:
-    from .base_cache import ensure_base
-    from .base_encoder import build_base
+    from .bases import build_base, ensure_base
 
     if args.out:
         if not args.source:
@@ -243,8 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tasks", help="run only these heads: task or registered names, comma-separated (e.g. \"ner-medical, sentiment\")")
     p.add_argument("--pair", action="store_true", help="inputs are 'text_a<TAB>text_b' pairs")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N (PyTorch runtime)")
-    p.add_argument("--runtime", choices=["torch", "onnx"], default="torch", help="PyTorch, or ONNX Runtime (exports the model on first use)")
+    p.add_argument("--runtime", choices=["torch", "onnx"], default="torch", help="PyTorch, or ONNX Runtime (runs the folder's export: `toolkit export MODEL` makes it)")
     p.add_argument("--quantize", choices=["int8"], help="with --runtime onnx: run the int8 graph")
+    p.add_argument("--export", action="store_true", help="with --runtime onnx: make the ONNX export first if it is missing (needs torch)")
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--threads", type=positive_int, help=THREADS_HELP)
     p.add_argument("--progress", action="store_true", help="show a progress bar")
@@ -266,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", help="reader name when the file extension does not tell (columns, json-spans, table-cls, ...)")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="reader option, e.g. --option text_column=review (repeatable)")
     p.add_argument("--task", help="task name inside the model (default: the kind, or the --from model's task)")
+    p.add_argument("--head", help="head kind for the data (e.g. span for nested NER; default: the data's default, tagger/classifier/matcher)")
     p.add_argument("--scheme", choices=["BIO", "BIOES", "BMES"], help="tag scheme of a new NER head (default BIO)")
     p.add_argument("--epochs", type=positive_float)
     p.add_argument("--lr", type=positive_float)
@@ -315,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="score a model on a dataset split or your own file, on the original texts")
     p.add_argument("model", help="registered name or model folder")
-    p.add_argument("dataset", help="catalogue id such as cmeee:dev (see corpora/catalogue.yaml), or a file of yours")
+    p.add_argument("dataset", help="catalogue id such as cmeee:dev (see toolkit/data/catalogue.yaml), or a file of yours")
     p.add_argument("--format", help="reader of a file (columns, json-spans, table-cls, ...; default: from its extension)")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="reader option of a file, e.g. --option scheme=BMES (repeatable)")
     p.add_argument("--task", help="which head (default: the name's task, or the only one)")

@@ -3,7 +3,8 @@
 * texts come from arguments, ``-i FILE`` or stdin, a byte order mark dropped;
 * ``-o FILE`` is written to a temporary file next to FILE and renamed over it only when the command
   succeeds (:func:`output`), so a failed or interrupted run leaves FILE as it was;
-* JSON never holds NaN or Infinity (:func:`to_json`);
+* results become JSON through :func:`toolkit.results.to_json_data`, and JSON never holds NaN or
+  Infinity (:func:`to_json`);
 * numeric options are checked by ``argparse`` (:func:`positive_int`, :func:`positive_float`).
 """
 from __future__ import annotations
@@ -14,23 +15,15 @@ import math
 import os
 import sys
 from contextlib import contextmanager
-from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any, Iterator, TextIO
 
 from .errors import InputError, ModelFolderError
 from .files import atomic_path
+from .results import to_json_data
 
-
-def jsonable(obj: Any) -> Any:
-    """``obj`` with dataclasses (entities) turned into dicts, for ``json.dumps``."""
-    if is_dataclass(obj):
-        return asdict(obj)
-    if isinstance(obj, dict):
-        return {k: jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    return obj
+# The former name of :func:`toolkit.results.to_json_data` (the one converter of results to JSON data).
+jsonable = to_json_data
 
 
 def positive_int(text: str) -> int:
@@ -64,9 +57,10 @@ def positive_float(text: str) -> float:
 
 
 def to_json(obj: Any, where: str, **kwargs: Any) -> str:
-    """``json.dumps`` that refuses NaN and Infinity (not JSON) with a message naming ``where``."""
+    """``json.dumps`` of :func:`toolkit.results.to_json_data` (``obj``) that refuses NaN and Infinity
+    (not JSON) with a message naming ``where``."""
     try:
-        return json.dumps(jsonable(obj), ensure_ascii=False, allow_nan=False, **kwargs)
+        return json.dumps(to_json_data(obj), ensure_ascii=False, allow_nan=False, **kwargs)
     except ValueError as err:
         raise ModelFolderError(f"{where}: the output holds NaN or Infinity, which JSON cannot hold ({err}); the model's "
                                "weights are probably damaged: copy the model folder again or re-train it") from err
@@ -116,15 +110,17 @@ def output(path: str | None) -> Iterator[TextIO]:
         yield f
 
 
-def task_selection(model: str, requested: str | None) -> list[str] | None:
-    """``--tasks`` (comma-separated) as task names of the model's folder (registered names and spaces allowed)."""
+def task_selection(model: str, requested: str | None) -> str | list[str] | None:
+    """``--tasks`` (comma-separated) as task names of the model's folder (registered names and spaces
+    allowed): one task as its name (its results bare), several as a list (results ``{task: result}``)."""
     if requested is None:
         return None
     from .manifest import Manifest
     from .registry import resolve, task_names
 
     path, _ = resolve(model)
-    return task_names(path, requested, list(Manifest.read(path).tasks))
+    names = task_names(path, requested, list(Manifest.read(path).tasks))
+    return names[0] if len(names) == 1 else names
 
 
 def key_value(text: str) -> tuple[str, str]:

@@ -4,11 +4,12 @@ They hold no torch tensors, so the PyTorch and the ONNX Runtime pipelines share 
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from .crf import NEG, CRFParams, forward_backward, span_log_probs, viterbi_padded
+from .results import Label
 from .tags import SCHEMES, Scheme, parse_tag, tags_to_spans, transition_mask
 
 
@@ -110,21 +111,22 @@ class TagDecoder:
 
 
 class LabelDecoder:
-    """Softmax over class logits -> ``{"label", "score", "scores"}``.
+    """Softmax over class logits -> :class:`toolkit.results.Label` (a ``{"label", "score", "scores"}`` dict).
 
     :meth:`blank` is the answer for an input with nothing to classify (a blank text, a pair with a
-    blank side): ``{"label": None, "score": None, "scores": {}}``, given without running the model.
+    blank side): ``Label.blank()``, ``{"label": None, "score": None, "scores": {}}``, given without
+    running the model.
     """
 
     def __init__(self, labels: Sequence[str]) -> None:
         self.labels = list(labels)
 
     @staticmethod
-    def blank() -> dict[str, Any]:
-        """The explicit "nothing to classify" result (a new dict each call)."""
-        return {"label": None, "score": None, "scores": {}}
+    def blank() -> Label:
+        """The explicit "nothing to classify" result (a new :class:`Label` each call)."""
+        return Label.blank()
 
-    def decode(self, logits: np.ndarray) -> list[dict[str, Any]]:
+    def decode(self, logits: np.ndarray) -> list[Label]:
         logits = np.asarray(logits, dtype=np.float64)
         if logits.size == 0:
             return []
@@ -133,11 +135,5 @@ class LabelDecoder:
         out = []
         for row in probs:
             best = int(row.argmax())
-            out.append(
-                {
-                    "label": self.labels[best],
-                    "score": round(float(row[best]), 6),
-                    "scores": {lab: round(float(p), 6) for lab, p in zip(self.labels, row)},
-                }
-            )
+            out.append(Label(self.labels[best], round(float(row[best]), 6), {lab: round(float(p), 6) for lab, p in zip(self.labels, row)}))
         return out

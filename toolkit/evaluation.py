@@ -25,14 +25,12 @@ import time
 from collections.abc import Sequence
 from typing import Any, Literal
 
+from . import kinds
 from .data.validation import example_key
 from .errors import InputError
-from .metrics import calibration, classification_scores, per_class_prf, span_prf
-from .pipeline import build_pipeline
+from .metrics import calibration
 
 logger = logging.getLogger(__name__)
-
-MAIN = {"tagger": "micro_f1", "classifier": "accuracy", "matcher": "macro_f1"}
 
 # A runtime spec names a runtime and its quantisation in one string: what compare_runtimes takes
 # and what results report under "runtime".
@@ -52,75 +50,63 @@ def runtime_spec(runtime: str, quantize: str | None = None) -> str:
 
 
 def predict(pipe, task: str, examples: Sequence) -> list:
-    """Predictions of a one-task pipeline (either runtime) on ``examples``, in comparable form:
-    a sorted list of ``(start, end, label)`` per text for a tagger, the label for a classifier or matcher."""
-    kind = _kind(pipe, task)
-    return _comparable(kind, _outputs(pipe, examples, kind))
+    """Predictions of a pipeline's head ``task`` (either runtime) on ``examples``, in comparable
+    form (:meth:`toolkit.kinds.base.HeadKind.comparable`: sorted ``(start, end, label)`` per text for
+    entities, the label for a classifier or matcher)."""
+    kind = pipe.kinds[task]
+    return kind.comparable(_outputs(pipe, task, examples))
 
 
-def _kind(pipe, task: str) -> str:
-    if list(pipe.tasks) != [task]:
-        raise ValueError(f"expected a pipeline for the one task {task!r}, got one for {pipe.tasks}")
-    return pipe.kinds[task]
+def _outputs(pipe, task: str, examples: Sequence) -> list:
+    """The pipeline's results of head ``task`` on ``examples`` (entities per text, labels ...)."""
+    if task not in pipe.kinds:
+        raise ValueError(f"the pipeline has no task {task!r}; its tasks: {list(pipe.kinds)}")
+    inputs = pipe.kinds[task].pipeline_inputs(examples)
+    if not inputs:
+        return []
+    sub = getattr(pipe, "pair" if pipe.kinds[task].input == "pair" else "text", pipe)  # a MultiTaskPipeline's part
+    return [r[task] for r in sub.run(inputs)]
 
 
-def _outputs(pipe, examples: Sequence, kind: str) -> list:
-    """The pipeline's raw outputs: entities per text (tagger), ``{"label", "score", ...}`` otherwise."""
-    if kind == "tagger":
-        return pipe([ex.text for ex in examples])
-    inputs = [ex.text for ex in examples] if kind == "classifier" else [(ex.text_a, ex.text_b) for ex in examples]
-    return pipe(inputs) if inputs else []
-
-
-def _comparable(kind: str, outputs: list) -> list:
-    if kind == "tagger":
-        return [sorted({(e.start, e.end, e.label) for e in found}) for found in outputs]
-    return [p["label"] for p in outputs]
-
-
-def confidence_report(kind: str, outputs: list, examples: Sequence, bins: int = 10) -> dict[str, Any]:
+def confidence_report(kind, outputs: list, examples: Sequence, bins: int = 10) -> dict[str, Any]:
     """Per-class P/R/F1 and :func:`~toolkit.metrics.calibration` of the confidences of raw pipeline
-    ``outputs``: a tagger's entity ``score`` (the span's probability; correct = the span is in gold),
-    a classifier's or matcher's top-label ``score`` (correct = the label is gold's).
+    ``outputs`` of a head of ``kind`` (a :class:`~toolkit.kinds.base.HeadKind` or its name): an
+    entity's ``score`` (correct = the span is in gold), a label's ``score`` (correct = the label is gold's).
 
     Example:
         >>> rep = confidence_report("classifier", [{"label": "pos", "score": 0.9}], [Example("好", label="pos")])  # doctest: +SKIP
         >>> rep["calibration"]["hist_correct"][9], rep["per_class"]["pos"]["f1"]  # doctest: +SKIP
         (1, 1.0)
     """
-    if kind == "tagger":
-        per_class = span_prf(_comparable(kind, outputs), [[s.as_tuple() for s in ex.spans] for ex in examples])["per_type"]
-        pairs = [(e.score, (e.start, e.end, e.label) in {s.as_tuple() for s in ex.spans}) for found, ex in zip(outputs, examples) for e in found]
-    else:
-        per_class = per_class_prf([p["label"] for p in outputs], [ex.label for ex in examples])
-        pairs = [(p["score"], p["label"] == ex.label) for p, ex in zip(outputs, examples) if p["score"] is not None]
+    kind = kinds.get(kind) if isinstance(kind, str) else kind
+    per_class, pairs = kind.confidence(outputs, examples)
     return {"per_class": per_class, "calibration": calibration([c for c, _ in pairs], [ok for _, ok in pairs], bins)}
 
 
-def score(kind: str, predictions: Sequence, examples: Sequence) -> dict[str, Any]:
+def score(kind, predictions: Sequence, examples: Sequence) -> dict[str, Any]:
     """Scores of :func:`predict`'s output against the gold of ``examples``; ``"main"`` is the
-    headline metric of the head kind (:data:`MAIN`)."""
-    predicted = {s[2] for p in predictions for s in p} if kind == "tagger" else set(predictions)
-    gold = {s.label for ex in examples for s in ex.spans} if kind == "tagger" else {ex.label for ex in examples}
+    headline metric of the head kind (``kind.metric``)."""
+    kind = kinds.get(kind) if isinstance(kind, str) else kind
+    predicted = set(_labels(predictions))
+    gold = set(kind.label_counts(examples))
     if predicted and gold and not predicted & gold:
         logger.warning("the model predicts %s but the gold labels are %s: none in common, so the score is 0; do the label names match?", sorted(predicted), sorted(gold))
-    if kind == "tagger":
-        scores = span_prf(predictions, [[s.as_tuple() for s in ex.spans] for ex in examples])
-        main = scores["micro"]["f1"]
-    else:
-        scores = classification_scores(list(predictions), [ex.label for ex in examples])
-        main = scores[MAIN[kind]]
-    return {"metric": MAIN[kind], "main": main, **scores}
+    return kind.score(predictions, examples)
+
+
+def _labels(predictions: Sequence) -> list:
+    """The labels in comparable predictions: span tuples' third item, or the labels themselves."""
+    return [s[2] for p in predictions for s in p] if predictions and isinstance(predictions[0], list) else list(predictions)
 
 
 def evaluate_pipeline(pipe, task: str, examples: Sequence, keep_predictions: bool = False, confidence: bool = False) -> dict[str, Any]:
     """Run a one-task pipeline (PyTorch or ONNX) over ``examples`` and score it: the one home of the
     scoring logic. ``seconds`` is the prediction time; ``keep_predictions`` adds ``"predictions"``,
     ``confidence`` adds ``"confidence"`` (:func:`confidence_report`); the scores are the same."""
-    kind = _kind(pipe, task)
+    kind = pipe.kinds[task]
     start = time.perf_counter()
-    outputs = _outputs(pipe, examples, kind)
-    predictions = _comparable(kind, outputs)
+    outputs = _outputs(pipe, task, examples)
+    predictions = kind.comparable(outputs)
     seconds = round(time.perf_counter() - start, 1)
     result = {**score(kind, predictions, examples), "n": len(examples), "seconds": seconds}
     if keep_predictions:
@@ -133,6 +119,8 @@ def evaluate_pipeline(pipe, task: str, examples: Sequence, keep_predictions: boo
 def evaluate_task(model, task: str, examples: Sequence, batch_size: int = 64, progress: bool = False, device: str = "cpu", confidence: bool = False) -> dict[str, Any]:
     """Scores of a loaded :class:`~toolkit.model.MultiTaskModel`'s head ``task`` on ``examples``
     (PyTorch); ``confidence=True`` adds per-class P/R/F1 and calibration (:func:`confidence_report`)."""
+    from .pipeline import build_pipeline
+
     return evaluate_pipeline(build_pipeline(model, [task], device=device, batch_size=batch_size, progress=progress), task, examples, confidence=confidence)
 
 
@@ -157,7 +145,7 @@ def load_split(dataset: str | dict, data_root: str | None = None, limit: int | N
         >>> extra["excluded"]  # doctest: +SKIP
         331
     """
-    from .recipe import load_examples
+    from .data.refs import load_examples
 
     examples = load_examples(dataset, data_root, limit)
     if not exclude:
@@ -169,10 +157,10 @@ def load_split(dataset: str | dict, data_root: str | None = None, limit: int | N
 
 def _pipeline(model_or_path, task: str | None, spec: str, batch_size: int | None, progress: bool, threads: int | None = None) -> tuple[Any, str, str]:
     """``(one-task pipeline, model name, task)`` for a loaded model, a model folder or a registered name."""
-    from .model import MultiTaskModel
-
     runtime, quantize = RUNTIMES[spec]
-    if isinstance(model_or_path, MultiTaskModel):
+    if hasattr(model_or_path, "heads") and hasattr(model_or_path, "encoder"):  # a live MultiTaskModel (no torch import otherwise)
+        from .pipeline import build_pipeline
+
         if runtime != "torch":
             raise ValueError(f"runtime {spec!r} needs the model's folder (or registered name), not a loaded MultiTaskModel")
         if threads is not None:
@@ -217,14 +205,14 @@ def data_reference(model, dataset: str, task: str | None = None, format: str | N
             raise InputError(f"reader options {sorted(options)} apply to a file, and {dataset!r} is not one: give the path of your file")
         return dataset
     if not format:
-        from .data.readers import HEAD_KIND, guess_format
+        from .data.readers import guess_format
 
         if isinstance(model, str):
             _, manifest, task = _model_task(model, task)
             kind = manifest.tasks[task].kind
         else:
             kind = model.heads[_pick_task(task, None, model.tasks)].kind
-        format = guess_format({v: k for k, v in HEAD_KIND.items()}[kind], dataset)  # type: ignore[arg-type]
+        format = guess_format(kinds.get(kind).data, dataset)  # type: ignore[arg-type]
         logger.info("reading %s as %s", dataset, format)
     return {"path": str(dataset), "format": format, **(options or {})}
 

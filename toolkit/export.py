@@ -52,7 +52,7 @@ from .files import file_sha256, toolkit_home
 from .manifest import Manifest
 from .onnx_session import require
 from .quantization import INT8_FORMAT, INT8_KEEP_FP32, INT8_OPS, quantize_int8  # noqa: F401  (INT8_OPS: re-exported)
-from .registry import HEAD_INPUT
+from . import kinds
 from .version import __version__
 
 logger = logging.getLogger(__name__)
@@ -243,7 +243,7 @@ def _export_fp32(folder: Path, path: Path, opset: int) -> dict[str, Any]:
     model = MultiTaskModel.load(folder, attn_implementation="eager")  # eager: ORT can fuse attention
     tasks = list(model.tasks)
     inputs = ["input_ids", "attention_mask", "token_type_ids"]
-    if any(HEAD_INPUT[model.task_kind(t)] == "pair" for t in tasks):
+    if any(kinds.get(model.task_kind(t)).input == "pair" for t in tasks):
         inputs.append("segments")
 
     class Graph(torch.nn.Module):
@@ -260,7 +260,7 @@ def _export_fp32(folder: Path, path: Path, opset: int) -> dict[str, Any]:
     dummy = _dummy_batch(8, 2, model.max_length, vocab, seed=0)
     axes = {name: {0: "batch", 1: "sequence"} for name in inputs}
     for t in tasks:
-        axes[t] = {0: "batch", 1: "sequence"} if model.task_kind(t) == "tagger" else {0: "batch"}
+        axes[t] = kinds.get(model.task_kind(t)).onnx_axes()
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     logger.info("exporting %s (%s) to %s", folder, ", ".join(tasks), path)
     with torch.no_grad(), warnings.catch_warnings():

@@ -27,14 +27,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .data.readers import FORMATS, HEAD_KIND, Kind, guess_format  # noqa: F401 (FORMATS: importable from here too)
+from . import kinds
+from .data.readers import FORMATS, Kind, guess_format  # noqa: F401 (FORMATS: importable from here too)
 from .recipe import Recipe, TaskRecipe, TrainSettings
 
 logger = logging.getLogger(__name__)
 
-# New classifier heads pool the mean of the tokens: it works for every BERT-family encoder, and the
-# [CLS] output of mean-pooling-pretrained encoders such as e5 carries almost no signal.
-CLASSIFIER_OPTIONS = {"pooling": "mean"}
 MIN_STEPS = 300  # floor on optimizer updates when the epochs come from the data
 
 
@@ -66,10 +64,10 @@ def data_report(kind: Kind, train: list, dev: list) -> dict[str, Any]:
     """Label counts, dev-only labels, duplicates and train/dev overlap; warns about what needs a look."""
     from .data.validation import duplicates, overlap
 
+    head = kinds.for_data(kind)
+
     def labels(examples):
-        if kind == "ner":
-            return Counter(s.label for ex in examples for s in ex.spans)
-        return Counter(ex.label for ex in examples)
+        return Counter(head.label_counts(examples))
 
     tr, dv = labels(train), labels(dev)
     report = {
@@ -105,6 +103,7 @@ def finetune(
     out: str | Path = "my-model",
     format: str | None = None,
     task: str | None = None,
+    head: str | None = None,
     scheme: str | None = None,
     epochs: float | None = None,
     lr: float | None = None,
@@ -133,11 +132,14 @@ def finetune(
     torch's CPU threads. ``on_report`` receives the data report (:func:`data_report`, plus the
     chosen ``settings``) before training starts; the CLI prints it. ``train_settings`` overrides
     other :class:`~toolkit.recipe.TrainSettings` fields, e.g. ``{"early_stopping": "trend", "patience": 5}``.
+    ``head`` picks the head kind for the data (``"span"`` for nested NER; default: the data's
+    default kind, :func:`toolkit.kinds.for_data`).
     """
     from .data.readers import read
     from .registry import MANIFEST, resolve
 
     options = dict(reader_options or {})
+    head_kind = kinds.for_data(kind, head)
     fmt = format or guess_format(kind, train)
     dev_fmt = format or (guess_format(kind, dev) if dev else None)
     train_examples, train_report = read(train, fmt, **options)
@@ -154,11 +156,9 @@ def finetune(
             from .manifest import Manifest
 
             manifest = Manifest.read(path)
-            same = [t for t in (selected or manifest.tasks) if manifest.tasks[t].kind == HEAD_KIND[kind]]
+            same = [t for t in (selected or manifest.tasks) if manifest.tasks[t].kind == head_kind.name]
             task = same[0] if len(same) == 1 else kind
             scheme = scheme or (manifest.tasks[task].scheme if task in manifest.tasks else None)
-    if kind == "ner" and scheme is None:
-        scheme = "BIO"  # files in any scheme are read into spans; the head's own scheme is a model choice
     n_holdout = 0
     if not dev:
         n_holdout = holdout if holdout is not None else min(1000, max(1, len(train_examples) // 10))
@@ -177,9 +177,9 @@ def finetune(
         model_out=str(out),
         max_length=max_length or (None if continuing else defaults["max_length"]),
         num_layers=num_layers,
-        tasks={task: TaskRecipe(kind=HEAD_KIND[kind], train={"path": str(train), "format": fmt, **options}, dev={"path": str(dev), "format": dev_fmt, **options} if dev else None, scheme=scheme if kind == "ner" else None, holdout=n_holdout, options=CLASSIFIER_OPTIONS if kind == "cls" else {})},
+        tasks={task: TaskRecipe(kind=head_kind.name, train={"path": str(train), "format": fmt, **options}, dev={"path": str(dev), "format": dev_fmt, **options} if dev else None, scheme=scheme, holdout=n_holdout, options=dict(head_kind.new_head_options))},
         train=settings,
-        command=_command(kind, train, dev, start, out, format=format, task=task if task != kind else None, scheme=scheme if scheme != "BIO" else None, epochs=epochs, lr=lr,
+        command=_command(kind, train, dev, start, out, format=format, task=task if task != kind else None, head=head, scheme=scheme if scheme != "BIO" else None, epochs=epochs, lr=lr,
                          batch_size=batch_size, max_length=max_length, num_layers=num_layers, freeze_encoder=freeze_encoder, max_minutes=max_minutes, option=options),
     )
     recipe.check()

@@ -37,7 +37,8 @@ from .config import check_keys, read_yaml
 from .errors import ConfigError, ModelFileMissingError, UnknownNameError
 from .folder import checksums, interrupted_save_hint, needed_files, relative_path
 from .normalize import NormalizationConfig
-from .registry import HEADS, MANIFEST, head_class
+from . import kinds
+from .registry import MANIFEST
 from .version import __version__
 
 FORMAT_VERSION = 1
@@ -69,8 +70,8 @@ class TaskSpec:
                 raise ConfigError(f"{at}: missing {key!r}")
         if not isinstance(data["labels"], (list, tuple)) or not data["labels"]:
             raise ConfigError(f"{at}: labels must be a non-empty list such as [PER, LOC], got {data['labels']!r}")
-        if data["kind"] not in HEADS:  # by name: importing the head classes would import torch
-            raise ConfigError(f"{at}: unknown head kind {data['kind']!r}; known kinds: {', '.join(HEADS)}")
+        if data["kind"] not in kinds.KINDS:  # by name: importing the head classes would import torch
+            raise ConfigError(f"{at}: unknown head kind {data['kind']!r}; known kinds: {', '.join(kinds.KINDS)}")
         for key in ("options", "metrics"):
             if not isinstance(data.get(key) or {}, dict):
                 raise ConfigError(f"{at}: {key} must be a mapping, got {data[key]!r}")
@@ -85,11 +86,9 @@ class TaskSpec:
         )
 
     def build_head(self, hidden_size: int):
-        options = dict(self.options)
-        if self.scheme is not None:
-            options["scheme"] = self.scheme
+        options = kinds.get(self.kind).head_options(self)
         try:
-            return head_class(self.kind)(hidden_size, self.labels, **options)
+            return kinds.head_class(self.kind)(hidden_size, self.labels, **options)
         except TypeError as err:
             raise ConfigError(f"task {self.name!r}: bad options for a {self.kind} head: {err}; fix its options in {MANIFEST}") from err
 

@@ -29,7 +29,6 @@ from .folder import atomic_folder, check_shapes, load_safetensors, verify
 from .heads.base import Head
 from .manifest import Manifest, TaskSpec
 from .normalize import NormalizationConfig
-from .registry import head_class
 from .tokenization import TextTokenizer
 
 logger = logging.getLogger(__name__)
@@ -169,4 +168,4 @@ class MultiTaskModel(nn.Module):
         return model.eval()
 
 
-__all__ = ["MultiTaskModel", "head_class"]
+__all__ = ["MultiTaskModel"]

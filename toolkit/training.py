@@ -33,6 +33,7 @@ from .diagnostics import Diagnostics, eval_diagnostics, should_stop
 from .encoder import layer_depth
 from .errors import InputError
 from .evaluation import evaluate_task
+from . import kinds
 from .features import Feature, collate
 from .model import MultiTaskModel
 from .recipe import Recipe, TaskData, _ref, prepare
@@ -301,10 +302,10 @@ def _loop(recipe: Recipe, model: MultiTaskModel, data: dict[str, TaskData], stre
             task = tasks[int(rng.choice(len(tasks), p=probs))]
             rows = streams[task].next()  # the global batch; this rank trains on its shard
             mine, share = dist.shard(rows)
-            batch, targets = collate(mine, model.tokenizer.pad_id)
+            batch, targets = collate(mine, model.tokenizer.pad_id, kinds.get(model.task_kind(task)))
             batch, targets = {k: v.to(cfg.device) for k, v in batch.items()}, targets.to(cfg.device)
             if diag.due(step):
-                diag.batch(task, *collate(rows, model.tokenizer.pad_id))
+                diag.batch(task, *collate(rows, model.tokenizer.pad_id, kinds.get(model.task_kind(task))))
             with torch.autocast(torch.device(cfg.device).type, dtype=torch.bfloat16, enabled=cfg.bf16):
                 output = model(batch, [task])[task]
             loss = model.heads[task].loss(output.float(), batch, targets) * data[task].weight

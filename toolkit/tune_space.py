@@ -180,7 +180,7 @@ def _annotation(path: str, recipe: Recipe, where: str) -> str:
 
 
 def _option_annotation(task: "TaskRecipe", key: str, where: str) -> str:
-    from .registry import head_class
+    from .kinds import head_class
 
     signature = inspect.signature(head_class(task.kind).__init__).parameters
     allowed = [k for k in signature if k not in ("self", "hidden_size", "labels", "scheme")]

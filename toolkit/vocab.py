@@ -197,7 +197,9 @@ def _select_terms(terms: Sequence[str], mined: Sequence[tuple[str, int]], texts:
 def _check_tagger(manifest, term_ids: list[int], new_tok, normalizer, ner_examples, policy: TaggerPolicy,
                   warnings: list[str]) -> BoundaryReport | None:
     report = added_token_boundaries(ner_examples, new_tok, normalizer, set(term_ids)) if term_ids and ner_examples else None
-    taggers = [t for t, s in manifest.tasks.items() if s.kind == "tagger"]
+    from . import kinds
+
+    taggers = [t for t, s in manifest.tasks.items() if kinds.get(s.kind).data == "ner"]  # heads that read entity spans
     if not (taggers and term_ids):
         return report
     if report is None:

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Collection, Iterable, Sequence
 
-from .base_encoder import is_cjk_char, is_split_char
+from .bases.vocabulary import is_cjk_char, is_split_char
 from .data.examples import NerExample, PairExample, TextExample
 from .normalize import Normalizer
 from .tokenization import TextTokenizer, align_spans
@@ -336,7 +336,7 @@ def added_token_boundaries(
 ) -> BoundaryReport:
     """Count gold entity boundaries that fall inside added multi-character tokens.
 
-    Same path as training (:func:`toolkit.features.ner_features`): the model's normalisation,
+    Same path as training (:meth:`toolkit.kinds.tagger.TaggerKind.features`): the model's normalisation,
     spans mapped to normalised offsets, :func:`toolkit.tokenization.align_spans`. A span that
     ``align_spans`` rejects counts here only for a boundary strictly inside a token whose id is in
     ``term_ids`` (default: :func:`multi_char_added_ids`); boundaries inside Latin word pieces are
@@ -348,7 +348,7 @@ def added_token_boundaries(
         >>> r.boundaries, dict(r.by_term)                                                            # doctest: +SKIP
         (1, {'糖尿病': 1})
     """
-    from .features import to_normalized_span
+    from .text.encode import to_normalized_span
 
     ids_set = set(multi_char_added_ids(tokenizer) if term_ids is None else term_ids)
     report = BoundaryReport()

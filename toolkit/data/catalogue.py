@@ -1,12 +1,17 @@
 """Public datasets by name: ``load_dataset("cmeee:train")`` -> ``(examples, report)``.
 
-The names, files, checksums, licences and label sets live in ``corpora/catalogue.yaml`` at the
-repository root (the parent of the ``toolkit/`` package). The files themselves are not in the
-repository; they are found under a *data root*, resolved in this order:
+The names, files, checksums, licences and label sets live in ``catalogue.yaml`` beside this module
+(package data: installed with the package). The files themselves are not in the
+repository nor in the installed package; they are found under a *data root* the user names,
+resolved in this order:
 
-1. the ``data_root=`` argument;
+1. the ``data_root=`` argument (``--data-root`` on the command line);
 2. the ``TOOLKIT_DATA_ROOT`` environment variable;
-3. ``../shared/corpora`` beside the repository root, if it exists.
+3. only as a development fallback in a source checkout: ``../shared/corpora`` beside the
+   repository root, when that folder exists.
+
+With none of them, :func:`resolve_data_root` raises, saying to pass ``--data-root`` or set
+``TOOLKIT_DATA_ROOT``.
 
 Each file's sha256 is checked once per process (a mismatch warns, it does not fail: a user's own
 copy may differ, and the reader still validates every line).
@@ -37,9 +42,10 @@ from toolkit.files import file_sha256
 logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-CATALOGUE_PATH = REPO_ROOT / "corpora" / "catalogue.yaml"
+CATALOGUE_PATH = Path(__file__).resolve().parent / "catalogue.yaml"  # package data: installed with the package
 DATA_ROOT_ENV = "TOOLKIT_DATA_ROOT"
-DEFAULT_DATA_ROOT = REPO_ROOT.parent / "shared" / "corpora"
+# The development fallback: only in a source checkout (not in an installed package), only when it exists.
+DEFAULT_DATA_ROOT: Path | None = REPO_ROOT.parent / "shared" / "corpora" if (REPO_ROOT / "setup.py").is_file() else None
 TASKS = ("ner", "cls", "pair")
 
 
@@ -102,8 +108,8 @@ def load_catalogue(path: str | Path = CATALOGUE_PATH) -> dict[str, DatasetSpec]:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"dataset catalogue not found at {path}; it ships with the repository as "
-                                "corpora/catalogue.yaml (run from a source checkout)")
+        raise FileNotFoundError(f"dataset catalogue not found at {path}; it ships with the package as "
+                                "toolkit/data/catalogue.yaml: reinstall the toolkit")
     raw = read_yaml(path) or {}  # limits and file:line syntax errors (toolkit.config)
     unknown = sorted(set(raw) - {"format_version", "datasets"})
     if unknown:
@@ -171,7 +177,9 @@ def _resolve_name(name: str, need_split: bool = True) -> tuple[DatasetSpec, str 
 
 
 def resolve_data_root(data_root: str | Path | None = None) -> Path:
-    """The directory holding the corpora: argument, else ``$TOOLKIT_DATA_ROOT``, else ``../shared/corpora``.
+    """The directory holding the corpora: the ``data_root`` argument (``--data-root``), else
+    ``$TOOLKIT_DATA_ROOT``, else (a development fallback) :data:`DEFAULT_DATA_ROOT`, the checkout's
+    ``../shared/corpora``, when it exists. Raises ``FileNotFoundError`` saying what to set otherwise.
 
     >>> resolve_data_root("/data/corpora")          # doctest: +SKIP
     PosixPath('/data/corpora')
@@ -180,13 +188,15 @@ def resolve_data_root(data_root: str | Path | None = None) -> Path:
         root, origin = Path(data_root).expanduser(), "the data_root argument"
     elif os.environ.get(DATA_ROOT_ENV):
         root, origin = Path(os.environ[DATA_ROOT_ENV]).expanduser(), f"${DATA_ROOT_ENV}"
-    elif DEFAULT_DATA_ROOT.is_dir():
+    elif DEFAULT_DATA_ROOT is not None and DEFAULT_DATA_ROOT.is_dir():
         return DEFAULT_DATA_ROOT
     else:
+        fallback = f" ({DEFAULT_DATA_ROOT})" if DEFAULT_DATA_ROOT is not None else ""
         raise FileNotFoundError(
-            "no data root for the catalogued corpora. Either pass data_root='/path/to/corpora', or set "
-            f"{DATA_ROOT_ENV}=/path/to/corpora, or place the corpora at {DEFAULT_DATA_ROOT} "
-            "(../shared/corpora beside the repository). See corpora/README.md.")
+            "no data root for the catalogued corpora: pass --data-root /path/to/corpora (data_root= in Python) "
+            f"or set {DATA_ROOT_ENV}=/path/to/corpora, the folder holding ner/, cls/ and pair/. (A source "
+            f"checkout also falls back to ../shared/corpora beside the repository{fallback} when it exists.) "
+            "See toolkit/data/CATALOGUE.md.")
     if not root.is_dir():
         raise FileNotFoundError(f"data root {root} (from {origin}) is not a directory")
     return root
@@ -231,7 +241,8 @@ def load_dataset(name: str, data_root: str | Path | None = None, strict: bool = 
     path = resolve_data_root(data_root) / split_spec.path
     if not path.is_file():
         raise FileNotFoundError(f"{name}: expected {split_spec.path} under the data root, but {path} does not exist; "
-                                f"pass data_root= or set {DATA_ROOT_ENV} to the directory holding the corpora")
+                                f"pass --data-root (data_root= in Python) or set {DATA_ROOT_ENV} to the directory "
+                                "holding the corpora")
     if verify:
         verify_file(path, split_spec.sha256)
     reader, options = spec.reader_for(split)  # type: ignore[arg-type]

@@ -130,7 +130,7 @@ def read_split(ref: str | Path, kind: str | None = None, format: str | None = No
         return READER_TASKS[format], examples, report, {"path": str(path), "format": format}
     if ":" not in str(ref):
         raise InputError(f"{ref}: no such file; give a corpus file or a catalogue id such as cmeee:train "
-                         "(see corpora/catalogue.yaml)")
+                         "(see toolkit/data/catalogue.yaml)")
     from toolkit.data.catalogue import dataset_info, dataset_path, load_dataset
 
     spec = dataset_info(str(ref))

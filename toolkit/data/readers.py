@@ -76,10 +76,9 @@ STREAMS: dict[str, Callable[..., Iterator]] = {
     "json-pair": json_pair_examples,
 }
 
-# The three kinds of user data (`toolkit train ner|cls|pair`), the head kind each trains, and the
-# reader a file extension implies.
+# The three kinds of user data (`toolkit train ner|cls|pair`) and the reader a file extension implies
+# (which head kind trains on which data: toolkit.kinds).
 Kind = Literal["ner", "cls", "pair"]
-HEAD_KIND: dict[str, str] = {"ner": "tagger", "cls": "classifier", "pair": "matcher"}
 FORMATS = {
     "ner": {".bio": "columns", ".bmes": "columns", ".bioes": "columns", ".iob": "columns", ".conll": "columns", ".jsonl": "json-spans", ".json": "json-spans"},
     "cls": {".tsv": "table-cls", ".csv": "table-cls", ".json": "json-cls", ".jsonl": "json-cls"},
@@ -149,7 +148,7 @@ def read(path: str | Path, format: str, *, strict: bool = False, **options: Any)
 
 
 __all__ = [
-    "FORMATS", "HEAD_KIND", "Kind", "guess_format",
+    "FORMATS", "Kind", "guess_format",
     "READERS", "READER_TASKS", "STREAMS", "CorpusError", "ExampleStream", "ReadReport", "duplicates",
     "flatten_examples", "get_reader", "inclusive_to_exclusive", "iter_examples", "overlap", "read",
     "read_cblue_ner", "read_ccks2017", "read_cluener", "read_cmeee", "read_columns", "read_json_cls",

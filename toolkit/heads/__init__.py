@@ -1,4 +1,4 @@
-"""Task heads. Each is built from ``(hidden_size, labels, **options)``; see ``registry.HEADS``."""
+"""Task heads. Each is built from ``(hidden_size, labels, **options)``; each head kind (:mod:`toolkit.kinds`) names its class."""
 from .base import Head
 from .classifier import ClassifierHead
 from .matcher import MatcherHead

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any, Literal, Sequence
 
 from ..batcher import MicroBatcher
-from ..cli_io import jsonable
 from ..errors import InputError, ToolkitError, UnknownNameError
 from ..inputs import check_text, where
 from ..registry import MANIFEST
+from ..results import to_json_data
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def _keyed(pipe: Any):
     """``list -> list[{task: result}]`` over a text or pair pipeline."""
     def run(inputs: list) -> list[dict[str, Any]]:
         out = pipe(inputs)
-        return [{pipe.tasks[0]: r} for r in out] if len(pipe.tasks) == 1 else out
+        return out if pipe.keyed else [{pipe.tasks[0]: r} for r in out]
     return run
 
 
@@ -72,7 +72,8 @@ class Service:
 
     def __init__(self, names: Sequence[str], options: ServeOptions, on_batch=None) -> None:
         from ..manifest import Manifest
-        from ..registry import HEAD_INPUT, resolve
+        from .. import kinds as head_kinds
+        from ..registry import resolve
 
         if not names:
             raise InputError("give at least one registered model name or model folder to serve (see `toolkit list`)")
@@ -88,7 +89,7 @@ class Service:
             key = path.resolve()
             if key not in self.folders:
                 manifest = self.manifests[key] = Manifest.read(path)
-                kinds = {t: HEAD_INPUT[s.kind] for t, s in manifest.tasks.items()}
+                kinds = {t: head_kinds.get(s.kind).input for t, s in manifest.tasks.items()}
                 self.folders[key] = _Folder(path, [], kinds)
             folder = self.folders[key]
             tasks = list(selected) if selected is not None else list(self.manifests[key].tasks)
@@ -185,7 +186,7 @@ class Service:
             raise Busy(f"{batcher.waiting} requests are waiting for this model; retry in a moment")
         combined = await asyncio.wait_for(batcher.submit([tuple(x) for x in inputs] if kind == "pair" else inputs), self.options.timeout_s)
         keyed = len(own) > 1 or len(own) != len(tasks)  # several heads, or text and pair heads: {task: result}
-        return tasks, [jsonable({t: r[t] for t in own} if keyed else r[own[0]]) for r in combined]
+        return tasks, [to_json_data({t: r[t] for t in own} if keyed else r[own[0]]) for r in combined]
 
 
 class TooLarge(InputError):

