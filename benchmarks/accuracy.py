@@ -11,7 +11,7 @@ commit, date and hardware. The splits of each registered model name come from
 ``benchmarks/splits.py``.
 
 With several ``--runtimes`` each split is scored once per runtime on the same examples
-(:func:`toolkit.evaluation.compare_runtimes`): the table has a column per runtime, each runtime's
+(:func:`toolkit.runtime.evaluation.compare_runtimes`): the table has a column per runtime, each runtime's
 difference from the first (points), the share of examples whose prediction (entity set / label) is
 identical to the first runtime's, and for int8 runtimes whether they lose at most
 ``--int8-tolerance`` points (default 0.3). ``--check`` exits 1 when fp32 ONNX disagrees with
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
-    from toolkit.evaluation import RUNTIMES, compare_runtimes, runtime_spec
+    from toolkit.runtime.evaluation import RUNTIMES, compare_runtimes, runtime_spec
 
     if args.runtimes:
         if args.runtime != "torch" or args.quantize:

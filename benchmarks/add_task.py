@@ -42,7 +42,7 @@ def eval_splits(folder: Path) -> dict[str, dict]:
 def predictions(folder: Path, task: str, dataset: str, limit: int) -> tuple[dict, list]:
     """Scores and predictions of one head, so two models can be compared example by example."""
     import toolkit
-    from toolkit.evaluation import evaluate_pipeline, load_split
+    from toolkit.runtime.evaluation import evaluate_pipeline, load_split
 
     examples, _ = load_split(dataset, limit=limit)
     result = evaluate_pipeline(toolkit.load(str(folder), tasks=task, batch_size=64), task, examples, keep_predictions=True)
@@ -58,8 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     from toolkit.data.catalogue import resolve_data_root
-    from toolkit.evaluation import agreement
-    from toolkit.finetune import finetune
+    from toolkit.runtime.evaluation import agreement
+    from toolkit.train.finetune import finetune
 
     start = (ROOT / args.start).resolve()
     splits = eval_splits(start)

@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--collect", action="store_true", help="do not train; read the finished runs")
     args = ap.parse_args(argv)
-    from toolkit.recipe import Recipe
+    from toolkit.train.recipe import Recipe
 
     recipes = {init: Recipe.from_yaml(path) for init, path in RECIPES.items()}
     if not args.collect:
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         procs = [subprocess.Popen([sys.executable, "-m", "toolkit.cli", "train", str(path), "--no-progress"], cwd=ROOT, env=env) for path in RECIPES.values()]
         if any(p.wait() for p in procs):
             raise SystemExit("a training run failed; see its output above")
-    from toolkit.evaluation import evaluate
+    from toolkit.runtime.evaluation import evaluate
 
     rows = {}
     for init, recipe in recipes.items():

@@ -1,5 +1,5 @@
 """Third-party baselines that install from PyPI, ship their own model and run offline, scored here
-with the same scorers as our models (:mod:`toolkit.metrics`).
+with the same scorers as our models (:mod:`toolkit.kinds.metrics`).
 
     python benchmarks/baselines.py [--limit N] [--data-root DIR] [--systems jieba snownlp ...]
 
@@ -284,8 +284,8 @@ def attempt(name: str, task: str, build: Callable, texts: list[str], skipped: li
 
 
 def run_ner(systems: list[tuple[str, str, Callable]], data_root: str | None, limit: int | None) -> tuple[list[dict], list[dict]]:
-    from toolkit.evaluation import load_split
-    from toolkit.metrics import span_prf
+    from toolkit.runtime.evaluation import load_split
+    from toolkit.kinds.metrics import span_prf
 
     examples, _ = load_split(NER_SPLIT, data_root, limit)
     texts = [ex.text for ex in examples]
@@ -318,8 +318,8 @@ def polarity(examples: Sequence) -> tuple[str, str]:
 
 
 def run_sentiment(systems: list[tuple[str, str, Callable]], data_root: str | None, limit: int | None) -> tuple[list[dict], list[dict], dict[str, Any]]:
-    from toolkit.evaluation import load_split
-    from toolkit.metrics import classification_scores
+    from toolkit.runtime.evaluation import load_split
+    from toolkit.kinds.metrics import classification_scores
 
     examples, _ = load_split(SENTIMENT_SPLIT, data_root, limit)
     no_train, extra = load_split(SENTIMENT_SPLIT, data_root, limit, exclude=SENTIMENT_TRAIN)
@@ -352,7 +352,7 @@ def markdown(rows: list[dict], skipped: list[dict], info: dict[str, Any], limit:
     out = ["# Third-party baselines (offline, packages from PyPI)", ""]
     if limit:
         out += [f"Limited to the first {limit} examples of each split: a quick check, not the benchmark.", ""]
-    out += ["Same scorers as our models (`toolkit.metrics`): strict span micro F1 on MSRA test, accuracy and macro-F1 on ChnSentiCorp test.",
+    out += ["Same scorers as our models (`toolkit.kinds.metrics`): strict span micro F1 on MSRA test, accuracy and macro-F1 on ChnSentiCorp test.",
             "seconds: prediction time over the split (model loading excluded); chars/s: characters of the split's texts per second.", ""]
     out += ["| system | version | task | split | metric | value | n | seconds | chars/s |", "|---|---|---|---|---|---:|---:|---:|---:|"]
     for r in rows:

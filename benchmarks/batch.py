@@ -5,8 +5,8 @@
 The first ``--texts`` CMeEE dev texts (../shared/corpora, written to a temporary folder, never to
 the repository) go through ``ner-medical`` on ONNX Runtime int8:
 
-* ``local``: :func:`toolkit.batch.run_batch`, one process, 1 thread;
-* ``ray-1``, ``ray-2``: :func:`toolkit.batch_ray.run_batch_ray` on a local Ray with 1 and 2 actors,
+* ``local``: :func:`toolkit.batch.run.run_batch`, one process, 1 thread;
+* ``ray-1``, ``ray-2``: :func:`toolkit.batch.ray_data.run_batch_ray` on a local Ray with 1 and 2 actors,
   1 thread each; Ray's start-up (``ray.init``) is timed apart from the run (which includes loading
   the model in each actor).
 
@@ -39,8 +39,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from toolkit import load
-    from toolkit.batch import read_output, run_batch
-    from toolkit.batch_ray import run_batch_ray
+    from toolkit.batch.run import read_output, run_batch
+    from toolkit.batch.ray_data import run_batch_ray
     from toolkit.cli_io import jsonable
 
     with open(CORPUS, encoding="utf-8") as f:

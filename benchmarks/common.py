@@ -75,7 +75,7 @@ def peak_rss_mb() -> float:
 
 def resolve_target(model: str, task: str | None) -> tuple[Path, str]:
     """The model folder and the tagger task to time (default: the name's task, else the first tagger)."""
-    from toolkit.manifest import Manifest
+    from toolkit.model.manifest import Manifest
     from toolkit.registry import resolve
 
     folder, selected = resolve(model)

@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--collect", action="store_true", help="do not train; score and record an existing model folder")
     args = ap.parse_args(argv)
     from toolkit.data.catalogue import resolve_data_root
-    from toolkit.evaluation import evaluate
+    from toolkit.runtime.evaluation import evaluate
 
     data = resolve_data_root() / "ner" / "resume"
     out = ROOT / args.out
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         minutes = round((time.monotonic() - start) / 60, 1)
     run = json.loads((out.parent / f"{out.name}.run" / "finetune.json").read_text(encoding="utf-8"))
     test = evaluate(str(out), "resume:test", progress=False)
-    from toolkit.manifest import Manifest
+    from toolkit.model.manifest import Manifest
 
     layers = json.loads((out / Manifest.read(out).encoder / "config.json").read_text())["num_hidden_layers"]
     row = {"model": args.out, "layers": layers, "train_minutes": run["minutes"], "wall_minutes": minutes, "steps": run["steps"], "dev_f1": run["dev"]["micro"]["f1"], "test": test["micro"], "test_per_type": test["per_type"]}

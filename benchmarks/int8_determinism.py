@@ -10,11 +10,11 @@ all in this one run:
 * ``int8-per-batch``: the int8 graph of toolkit <= issue 11, ONNX Runtime's ``quantize_dynamic``
   (one uint8 activation scale per tensor, i.e. per batch), the heads and each layer's
   attention-output and FFN-output projections kept in fp32
-  (:data:`toolkit.quantization.INT8_KEEP_FP32_OUTPUTS`);
-* ``int8-per-row-outputs-fp32``: :func:`toolkit.quantization.quantize_int8` with one symmetric scale
+  (:data:`toolkit.runtime.quantization.INT8_KEEP_FP32_OUTPUTS`);
+* ``int8-per-row-outputs-fp32``: :func:`toolkit.runtime.quantization.quantize_int8` with one symmetric scale
   per row (per token of each window), the same MatMuls kept in fp32;
 * ``int8-per-row``: the new default: per-row scales, only the heads kept in fp32
-  (:data:`toolkit.quantization.INT8_KEEP_FP32`).
+  (:data:`toolkit.runtime.quantization.INT8_KEEP_FP32`).
 
 1. Accuracy on every registered split of each folder, at the pipeline's default batch size.
 2. Batch dependence: on the first ``--dependence-texts`` inputs of each split, each input alone
@@ -63,8 +63,8 @@ def cpu_flags() -> list[str]:
 
 def build_graphs(folder: Path, out: Path) -> dict[str, Path]:
     """The fp32 export of ``folder`` and its int8 quantisations (written under ``out``)."""
-    from toolkit.export import ensure_export
-    from toolkit.quantization import INT8_KEEP_FP32, INT8_KEEP_FP32_OUTPUTS, quantize_int8
+    from toolkit.runtime.export import ensure_export
+    from toolkit.runtime.quantization import INT8_KEEP_FP32, INT8_KEEP_FP32_OUTPUTS, quantize_int8
 
     fp32 = ensure_export(folder)
     out.mkdir(parents=True, exist_ok=True)
@@ -193,9 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     import onnxruntime
 
-    from toolkit.evaluation import evaluate_pipeline, load_split
-    from toolkit.onnx_runtime import onnx_pipeline
-    from toolkit.pipeline import BATCH_SIZE
+    from toolkit.runtime.evaluation import evaluate_pipeline, load_split
+    from toolkit.runtime.onnx_runtime import onnx_pipeline
+    from toolkit.runtime.pipeline import BATCH_SIZE
     from toolkit.registry import resolve
 
     onnxruntime.set_default_logger_severity(3)

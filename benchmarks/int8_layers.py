@@ -3,7 +3,7 @@
     python benchmarks/int8_layers.py [--model zh-multitask] [--limit N] [--batch-sizes 1,8,16,32,64]
 
 Quantises the shipped model's fp32 ONNX graph several ways with
-:func:`toolkit.export.quantize_int8` (per-channel int8 weights, dynamic uint8 activations) and
+:func:`toolkit.runtime.export.quantize_int8` (per-channel int8 weights, dynamic uint8 activations) and
 scores every registered split of the model on each graph, beside the fp32 graph (which predicts
 exactly what PyTorch does, see accuracy.md). Policies (regular expressions on node names):
 
@@ -12,7 +12,7 @@ exactly what PyTorch does, see accuracy.md). Policies (regular expressions on no
 * ``heads+ffn-out-fp32``: also each layer's FFN output projection (it reads the GELU output, whose
   outliers per-batch uint8 activations quantise worst);
 * ``heads+out-proj-fp32``: also each layer's attention output projection: the default,
-  :data:`toolkit.export.INT8_KEEP_FP32`;
+  :data:`toolkit.runtime.export.INT8_KEEP_FP32`;
 * ``heads+last-layer-fp32``: also every MatMul of the last encoder layer.
 
 Each policy is scored at the pipeline's default batch size. The activation scales are computed per
@@ -57,10 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     import json
 
-    from toolkit.evaluation import evaluate_pipeline, load_split
-    from toolkit.export import INT8_KEEP_FP32, ensure_export, quantize_int8
-    from toolkit.onnx_runtime import onnx_pipeline
-    from toolkit.pipeline import BATCH_SIZE
+    from toolkit.runtime.evaluation import evaluate_pipeline, load_split
+    from toolkit.runtime.export import INT8_KEEP_FP32, ensure_export, quantize_int8
+    from toolkit.runtime.onnx_runtime import onnx_pipeline
+    from toolkit.runtime.pipeline import BATCH_SIZE
     from toolkit.registry import resolve
 
     folder, _ = resolve(args.model)

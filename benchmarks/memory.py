@@ -29,7 +29,7 @@ logger = logging.getLogger("benchmarks.memory")
 
 def short_texts(dataset: str, data_root: str | None) -> list[str]:
     """The dataset's non-blank texts shorter than :data:`common.SHORT` characters."""
-    # not toolkit.recipe.load_examples: toolkit.recipe imports torch, which would inflate the RSS
+    # not toolkit.train.recipe.load_examples: toolkit.train.recipe imports torch, which would inflate the RSS
     from toolkit.data.catalogue import load_dataset
 
     examples, _ = load_dataset(dataset, data_root=data_root)
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     folder, task = resolve_target(args.model, args.task)
     texts = short_texts(args.dataset, args.data_root)
     if args.runtime == "onnx":
-        from toolkit.export import ensure_export
+        from toolkit.runtime.export import ensure_export
 
         ensure_export(folder, args.quantize)  # a one-off export happens before the measurement, not in it
     pipe = load_pipeline(folder, task, args.runtime, args.quantize, args.threads)

@@ -131,8 +131,8 @@ def build_hf_folder(folder: Path, task: str, out: Path) -> list[str]:
     from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-    from toolkit.manifest import Manifest
-    from toolkit.tags import tag_set
+    from toolkit.model.manifest import Manifest
+    from toolkit.text.tags import tag_set
 
     manifest = Manifest.read(folder)
     spec = manifest.tasks[task]
@@ -159,7 +159,7 @@ def check_same_weights(folder: Path, task: str, hf_dir: Path, texts: list[str]) 
     import torch
     from transformers import AutoModelForTokenClassification, AutoTokenizer
 
-    from toolkit.model import MultiTaskModel
+    from toolkit.model.multitask import MultiTaskModel
 
     ours = MultiTaskModel.load(folder, tasks=[task])
     theirs = AutoModelForTokenClassification.from_pretrained(hf_dir).eval()
@@ -174,7 +174,7 @@ def check_same_weights(folder: Path, task: str, hf_dir: Path, texts: list[str]) 
 
 def prepare_onnx(folder: Path, int8: bool) -> dict[str, Any]:
     """Time a fresh export into a temporary directory, then make sure the folder's own export is current."""
-    from toolkit import export as onnx_export
+    from toolkit.runtime import export as onnx_export
 
     info: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -384,7 +384,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--warmup", type=int, default=64, help="texts in the untimed warm-up pass")
     ap.add_argument("--latency-texts", type=int, default=200, help=f"single short texts (< {SHORT} chars) timed one at a time")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--batch-size", type=int, help="our pipelines' batch size (default: the pipeline's, toolkit.pipeline.BATCH_SIZE)")
+    ap.add_argument("--batch-size", type=int, help="our pipelines' batch size (default: the pipeline's, toolkit.runtime.pipeline.BATCH_SIZE)")
     ap.add_argument("--data-root")
     ap.add_argument("--name", default="speed", help="results file name")
     ap.add_argument("--bar-chars", type=float, default=BAR_CHARS, help="the chars/s bar checked on onnx-int8 (issue 6: 12,000 for ner-medical, 30,000 for ner-medical-small)")

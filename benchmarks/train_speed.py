@@ -24,10 +24,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     import torch
 
-    from toolkit.encoder import Encoder
-    from toolkit.model import MultiTaskModel
+    from toolkit.model.encoder import Encoder
+    from toolkit.model.multitask import MultiTaskModel
     from toolkit.registry import base_path
-    from toolkit.tokenization import TextTokenizer
+    from toolkit.text.tokenization import TextTokenizer
 
     path = base_path("zh-e5-small-base")
     tok = TextTokenizer.from_pretrained(path)

@@ -34,7 +34,7 @@ def _timed(calls: dict[str, float]):
     """Patch the Diagnostics methods a step calls to add their wall time to ``calls["seconds"]``."""
     import time
 
-    from toolkit.diagnostics import Diagnostics
+    from toolkit.train.diagnostics import Diagnostics
 
     originals = {name: getattr(Diagnostics, name) for name in ("batch", "step", "log_step")}
 
@@ -54,7 +54,7 @@ def _timed(calls: dict[str, float]):
 
 def _seconds_per_step(recipe, work: Path, every: int, repeat: int) -> tuple[float, float]:
     """``(seconds per step from the log, seconds per step spent in the diagnostics' calls)``."""
-    from toolkit.training import train
+    from toolkit.train.loop import train
 
     run = replace(recipe, out=str(work / f"{recipe.name}-d{every}-{repeat}"), train=replace(recipe.train, diag_every=every, tensorboard=False))
     calls = {"seconds": 0.0}
@@ -85,7 +85,7 @@ def overhead(recipes: dict, work: Path, repeats: int) -> list[dict]:
 
 
 def _recipe(name: str, task: str, out: Path, **train):
-    from toolkit.recipe import Recipe, TaskRecipe, TrainSettings
+    from toolkit.train.recipe import Recipe, TaskRecipe, TrainSettings
 
     return Recipe(name=name, encoder="", from_model="ner-medical-small", out=str(out), data_root=None,
                   tasks={task: TaskRecipe(kind="tagger", train="cmeee:train", dev="cmeee:dev", train_limit=train.pop("train_limit"),
@@ -94,7 +94,7 @@ def _recipe(name: str, task: str, out: Path, **train):
 
 
 def _tiny(work: Path, steps: int):
-    from toolkit.recipe import Recipe, TaskRecipe, TrainSettings
+    from toolkit.train.recipe import Recipe, TaskRecipe, TrainSettings
 
     sys.path.insert(0, str(ROOT / "tests"))
     from conftest import build_tiny_encoder  # the test suite's tiny random BERT (2 layers, hidden 32)
@@ -133,8 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     import torch
 
-    from toolkit.report import write_report
-    from toolkit.training import train
+    from toolkit.train.report import write_report
+    from toolkit.train.loop import train
 
     torch.set_num_threads(1)
     work = Path(args.work)

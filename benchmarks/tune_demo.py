@@ -33,8 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="runs/tune-demo")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from toolkit.evaluation import evaluate
-    from toolkit.tune import tune
+    from toolkit.runtime.evaluation import evaluate
+    from toolkit.train.tune import tune
 
     def show(row: dict) -> None:
         print(f"trial {row['number']}: {row['state']} {row['value']} ({row['steps']} steps, {row['duration_s']} s) {row['params']}", flush=True)

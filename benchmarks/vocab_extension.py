@@ -25,9 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--corpus", default=None, help="default: <data root>/raw/medical_zh.txt")
     args = ap.parse_args(argv)
     from toolkit.data.catalogue import load_dataset, resolve_data_root
-    from toolkit.evaluation import evaluate
-    from toolkit.vocab import extend_vocabulary, model_unk_rate
-    from toolkit.vocab_scan import read_corpus
+    from toolkit.runtime.evaluation import evaluate
+    from toolkit.vocab.extend import extend_vocabulary, model_unk_rate
+    from toolkit.vocab.scan import read_corpus
 
     corpus = Path(args.corpus) if args.corpus else resolve_data_root() / "raw" / "medical_zh.txt"
     out = Path(args.out)

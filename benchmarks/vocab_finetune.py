@@ -6,7 +6,7 @@ From one CMeEE model (default: the single-task control of the shipped model,
 ``recipes/ablation/ner-medical-single.yaml``):
 
 * ``extended``: its vocabulary extended with the characters of ``raw/medical_zh.txt`` it lacks (seen
-  at least twice; :func:`toolkit.vocab.extend_vocabulary`), then ``--steps`` more steps on CMeEE train;
+  at least twice; :func:`toolkit.vocab.extend.extend_vocabulary`), then ``--steps`` more steps on CMeEE train;
 * ``original``: the same ``--steps`` steps, same seed and settings, on the original vocabulary.
 
 Both are scored on the whole CMeEE dev set and on the dev texts that hold a character the original
@@ -29,8 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def continue_training(start: Path, out: Path, steps: int, lr: float) -> dict:
     """``steps`` more steps of CMeEE on ``start`` (its tagger head ``ner_medical``) into ``out``."""
-    from toolkit.recipe import Recipe, TaskRecipe, TrainSettings
-    from toolkit.training import train
+    from toolkit.train.recipe import Recipe, TaskRecipe, TrainSettings
+    from toolkit.train.loop import train
 
     recipe = Recipe(
         name=out.name, encoder="", from_model=str(start), out=str(out.parent / f"{out.name}.run"), model_out=str(out),
@@ -51,10 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     import toolkit
     from toolkit.data.catalogue import resolve_data_root
-    from toolkit.evaluation import evaluate_pipeline, load_split
-    from toolkit.vocab import extend_vocabulary, model_tokenizer, model_unk_rate
-    from toolkit.vocab_scan import read_corpus
-    from toolkit.vocab_scan import unk_rate
+    from toolkit.runtime.evaluation import evaluate_pipeline, load_split
+    from toolkit.vocab.extend import extend_vocabulary, model_tokenizer, model_unk_rate
+    from toolkit.vocab.scan import read_corpus
+    from toolkit.vocab.scan import unk_rate
 
     start, out = ROOT / args.start, ROOT / args.out
     corpus = resolve_data_root() / "raw" / "medical_zh.txt"

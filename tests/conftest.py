@@ -68,7 +68,7 @@ def tiny_model(tiny_encoder):
     """A random multi-task model (tagger + classifier + matcher), max length 32, in eval mode."""
     import torch
 
-    from toolkit.model import MultiTaskModel
+    from toolkit.model.multitask import MultiTaskModel
 
     torch.manual_seed(1)
     model = MultiTaskModel.build(tiny_encoder, TASKS, max_length=32, name="tiny")

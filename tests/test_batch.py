@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from toolkit import load
-from toolkit.batch import read_output, run_batch
+from toolkit.batch.run import read_output, run_batch
 from toolkit.cli_io import jsonable
 from toolkit.errors import DataError
 
@@ -92,7 +92,7 @@ def test_cli_writes_one_output_per_input(tiny_folder, txt, tmp_path, capsys):
 def test_ray_two_workers_equal_local(tiny_folder, txt, tmp_path):
     ray = pytest.importorskip("ray")
     pytest.importorskip("ray.data")
-    from toolkit.batch_ray import run_batch_ray
+    from toolkit.batch.ray_data import run_batch_ray
 
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text("".join(json.dumps({"text_a": a, "text_b": b}, ensure_ascii=False) + "\n" for a, b in PAIRS), encoding="utf-8")

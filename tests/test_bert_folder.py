@@ -5,9 +5,9 @@ import json
 
 import torch
 
-from toolkit.model import MultiTaskModel
-from toolkit.pipeline import build_pipeline
-from toolkit.tokenization import TextTokenizer
+from toolkit.model.multitask import MultiTaskModel
+from toolkit.runtime.pipeline import build_pipeline
+from toolkit.text.tokenization import TextTokenizer
 
 from conftest import tiny_vocab
 

@@ -9,9 +9,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from toolkit.crf import CRFParams, forward_backward, span_log_probs, viterbi
-from toolkit.decoding import TagDecoder
-from toolkit.tags import is_valid, parse_tag, tag_set, tags_to_spans, transition_mask
+from toolkit.kinds.crf import CRFParams, forward_backward, span_log_probs, viterbi
+from toolkit.kinds.decoding import TagDecoder
+from toolkit.text.tags import is_valid, parse_tag, tag_set, tags_to_spans, transition_mask
 
 
 def unconstrained(trans, start, end):
@@ -52,7 +52,7 @@ def test_log_partition_matches_pytorch_crf():
 
 @pytest.mark.parametrize("spread", [3.0, 400.0, 2000.0])  # 2000: the scaled recursion underflows and falls back to log space
 def test_scaled_forward_backward_matches_log_space(spread):
-    from toolkit.crf import _forward_backward_log
+    from toolkit.kinds.crf import _forward_backward_log
 
     tags = tag_set(["X", "Y"], "BIO")
     allowed, allowed_start, allowed_end = transition_mask(tags, "BIO")

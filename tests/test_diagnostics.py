@@ -1,4 +1,4 @@
-"""Training diagnostics (toolkit.diagnostics), the on_eval hook, trend early stopping and `toolkit report`."""
+"""Training diagnostics (toolkit.train.diagnostics), the on_eval hook, trend early stopping and `toolkit report`."""
 from __future__ import annotations
 
 import json
@@ -9,10 +9,10 @@ import pytest
 import torch
 import yaml
 
-from toolkit.diagnostics import label_entropy, should_stop
-from toolkit.metrics import calibration, per_class_prf
-from toolkit.recipe import Recipe
-from toolkit.training import StopTraining, train
+from toolkit.train.diagnostics import label_entropy, should_stop
+from toolkit.kinds.metrics import calibration, per_class_prf
+from toolkit.train.recipe import Recipe
+from toolkit.train.loop import StopTraining, train
 from conftest import write_corpora
 
 NER = [
@@ -140,7 +140,7 @@ def test_on_eval_errors_propagate(recipe):
 def test_resume_is_exact_with_diagnostics(recipe, tmp_path, monkeypatch):
     from safetensors.torch import load_file
 
-    import toolkit.training as training
+    import toolkit.train.loop as training
 
     recipe = replace(recipe, train=replace(recipe.train, diag_every=1))
     straight = replace(recipe, out=str(tmp_path / "straight"))
@@ -194,7 +194,7 @@ def test_report_writes_html_with_the_sections(recipe, tmp_path):
 
 
 def test_report_findings_name_quiet_layers_and_spikes():
-    from toolkit.report import findings
+    from toolkit.train.report import findings
 
     rows = [{"step": i, "grad_norm": 1.0, "loss": {"ner": 1.0}, "grad_layers": {"emb": 1.0, "L1": 1.0, "L2": 1e-5}} for i in range(1, 20)]
     rows[12]["grad_norm"] = 40.0
@@ -206,7 +206,7 @@ def test_report_findings_name_quiet_layers_and_spikes():
 
 def test_report_refuses_a_folder_without_a_log(tmp_path):
     from toolkit.errors import InputError
-    from toolkit.report import write_report
+    from toolkit.train.report import write_report
 
     with pytest.raises(InputError, match="no train_log.jsonl"):
         write_report(tmp_path)

@@ -19,9 +19,9 @@ import pytest
 import torch
 import yaml
 
-from toolkit import distributed
-from toolkit.recipe import Recipe
-from toolkit.training import train
+from toolkit.train import distributed
+from toolkit.train.recipe import Recipe
+from toolkit.train.loop import train
 
 pytestmark = pytest.mark.skipif(not (torch.distributed.is_available() and torch.distributed.is_gloo_available()),
                                 reason="torch.distributed with gloo is not available")

@@ -9,14 +9,14 @@ import pytest
 
 from toolkit import kinds
 
-from toolkit.evaluation import (
+from toolkit.runtime.evaluation import (
     agreement,
     compare_runtimes,
     evaluate,
     evaluate_pipeline,
     runtime_spec,
 )
-from toolkit.pipeline import build_pipeline
+from toolkit.runtime.pipeline import build_pipeline
 
 # Hand-written texts (not from any corpus); the gold labels are arbitrary, the scores only need to be defined.
 TEXTS = [
@@ -115,7 +115,7 @@ def exported(tiny_folder, tmp_path_factory) -> Path:
     """A copy of ``tiny_folder`` with its fp32 and int8 exports."""
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
-    from toolkit.export import export_onnx
+    from toolkit.runtime.export import export_onnx
 
     path = Path(shutil.copytree(tiny_folder, tmp_path_factory.mktemp("eval-onnx") / "tiny", ignore=shutil.ignore_patterns("onnx")))
     export_onnx(path, quantize="int8")

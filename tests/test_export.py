@@ -15,14 +15,14 @@ pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 
 from conftest import in_threads
-from toolkit import export as exporting  # noqa: E402
+from toolkit.runtime import export as exporting  # noqa: E402
 from toolkit import load  # noqa: E402
 from toolkit.cli import main  # noqa: E402
-from toolkit.export import export_onnx, find_export, read_record  # noqa: E402
-from toolkit.bundle import FileTokenizer  # noqa: E402
-from toolkit.onnx_runtime import OnnxRunner, onnx_pipeline, require  # noqa: E402
-from toolkit.pipeline import Entity, build_pipeline  # noqa: E402
-from toolkit.tokenization import TextTokenizer  # noqa: E402
+from toolkit.runtime.export import export_onnx, find_export, read_record  # noqa: E402
+from toolkit.runtime.bundle import FileTokenizer  # noqa: E402
+from toolkit.runtime.onnx_runtime import OnnxRunner, onnx_pipeline, require  # noqa: E402
+from toolkit.runtime.pipeline import Entity, build_pipeline  # noqa: E402
+from toolkit.text.tokenization import TextTokenizer  # noqa: E402
 
 LONG = "患者三天前出现发热、咳嗽，既往有2型糖尿病史。张三在北京大学医院工作" * 12 + "王" * 70  # windows
 TEXTS = [
@@ -101,7 +101,7 @@ def test_graph_has_named_inputs_outputs_and_dynamic_axes(folder):
 def test_no_segments_input_without_a_matcher(tiny_encoder, tmp_path):
     import torch
 
-    from toolkit.model import MultiTaskModel
+    from toolkit.model.multitask import MultiTaskModel
 
     torch.manual_seed(2)
     model = MultiTaskModel.build(tiny_encoder, {"sentiment": {"kind": "classifier", "labels": ["a", "b", "c"]}}, max_length=32)
@@ -140,8 +140,8 @@ def test_threads_share_one_onnx_pipeline(folder):
 def test_stale_export_is_detected_and_redone(folder, tmp_path):
     from safetensors.numpy import load_file, save_file
 
-    from toolkit.manifest import seal
-    from toolkit.model import MultiTaskModel
+    from toolkit.model.manifest import seal
+    from toolkit.model.multitask import MultiTaskModel
 
     path = copy_model(folder, tmp_path / "tiny")
     shutil.copytree(folder / "onnx", path / "onnx")
@@ -150,7 +150,7 @@ def test_stale_export_is_detected_and_redone(folder, tmp_path):
     state = load_file(str(head))
     state["proj.bias"] = state["proj.bias"] + np.array([3.0, -3.0], dtype=state["proj.bias"].dtype)
     save_file(state, str(head))
-    seal(path)  # an edit on purpose: record its checksum, or loading refuses the folder (toolkit.folder, toolkit.manifest.seal)
+    seal(path)  # an edit on purpose: record its checksum, or loading refuses the folder (toolkit.model.folder, toolkit.model.manifest.seal)
     assert find_export(path) is None and find_export(path, "int8") is None
     with pytest.raises(FileNotFoundError, match="toolkit export"):
         onnx_pipeline(path, tasks="sentiment", export=False)

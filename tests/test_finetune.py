@@ -7,7 +7,7 @@ import pytest
 
 import toolkit
 from toolkit.cli import main
-from toolkit.finetune import default_settings, guess_format
+from toolkit.train.finetune import default_settings, guess_format
 
 BIO = """张 B-PER
 三 I-PER

@@ -16,12 +16,12 @@ import yaml
 import toolkit
 from toolkit.config import read_yaml
 from toolkit.errors import ConfigError, ModelFileMissingError, ModelFolderError
-from toolkit.folder import verify
-from toolkit.manifest import seal
-from toolkit.manifest import Manifest
-from toolkit.model import MultiTaskModel
-from toolkit.pipeline import build_pipeline
-from toolkit.tokenization import TextTokenizer
+from toolkit.model.folder import verify
+from toolkit.model.manifest import seal
+from toolkit.model.manifest import Manifest
+from toolkit.model.multitask import MultiTaskModel
+from toolkit.runtime.pipeline import build_pipeline
+from toolkit.text.tokenization import TextTokenizer
 
 TEXTS = ["张三在北京大学医院工作", "患者出现发热、咳嗽。"]
 
@@ -156,7 +156,7 @@ def test_truncated_safetensors_is_refused(folder, legacy):
 def test_folder_without_checksums_loads_with_a_warning(folder, caplog):
     before = outputs(folder)
     edit_manifest(folder, lambda data: data.pop("files"))
-    with caplog.at_level(logging.WARNING, logger="toolkit.folder"):
+    with caplog.at_level(logging.WARNING, logger="toolkit.model.folder"):
         assert outputs(folder) == before
     assert "no files: checksums" in caplog.text and "re-save" in caplog.text
     seal(folder)
@@ -190,7 +190,7 @@ def test_symlink_out_of_the_folder_is_refused(folder, tmp_path):
 FIFO_PLACES = ["heads/sentiment.safetensors", "encoder/special_tokens_map.json", "toolkit.yaml"]
 CHILD = """
 import sys
-from toolkit.model import MultiTaskModel
+from toolkit.model.multitask import MultiTaskModel
 for folder in sys.argv[1:]:
     try:
         MultiTaskModel.load(folder)
@@ -250,7 +250,7 @@ def test_yaml_syntax_error_names_file_and_line(folder):
 
 
 def test_recipe_yaml_syntax_error_names_file_and_line(tmp_path):
-    from toolkit.recipe import Recipe
+    from toolkit.train.recipe import Recipe
 
     path = tmp_path / "recipe.yaml"
     path.write_text("name: x\ntasks: [a\n", encoding="utf-8")
@@ -271,7 +271,7 @@ def test_label_count_not_matching_the_head_names_the_file(folder):
 
 
 def test_label_count_not_matching_the_crf_names_the_file_in_onnx(folder):
-    from toolkit.bundle import Bundle
+    from toolkit.runtime.bundle import Bundle
 
     edit_manifest(folder, lambda data: data["tasks"]["ner"]["labels"].append("DRUG"))
     with pytest.raises(ModelFolderError, match=r"heads/ner\.safetensors: crf\.\w+ has shape"):

@@ -16,8 +16,8 @@ pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 
 from toolkit import load  # noqa: E402
-from toolkit.export import INT8_FORMAT, RECORD, export_onnx, find_export, quantize_int8, read_record  # noqa: E402
-from toolkit.onnx_runtime import OnnxRunner  # noqa: E402
+from toolkit.runtime.export import INT8_FORMAT, RECORD, export_onnx, find_export, quantize_int8, read_record  # noqa: E402
+from toolkit.runtime.onnx_runtime import OnnxRunner  # noqa: E402
 
 LONG = "患者三天前出现发热、咳嗽，既往有2型糖尿病史。张三在北京大学医院工作" * 6  # several windows
 TEXTS = ["张三在北京大学医院工作", "王", "ＣＴ检查：胸部未见异常", "头痛三天，发热", LONG, "李四去上海了。" * 3]

@@ -5,9 +5,9 @@ import pytest
 import torch
 import yaml
 
-from toolkit.manifest import Manifest
-from toolkit.model import MultiTaskModel
-from toolkit.pipeline import build_pipeline
+from toolkit.model.manifest import Manifest
+from toolkit.model.multitask import MultiTaskModel
+from toolkit.runtime.pipeline import build_pipeline
 
 TEXTS = ["张三在北京大学医院工作", "患者出现发热、咳嗽。", "CT检查未见异常"]
 PAIRS = [("头痛怎么办", "头疼如何治疗"), ("发热", "咳嗽")]
@@ -82,7 +82,7 @@ def test_unknown_head_kind_is_reported(tiny_encoder):
 
 
 def test_encoder_layers_can_be_pruned(tiny_encoder):
-    from toolkit.encoder import Encoder
+    from toolkit.model.encoder import Encoder
 
     enc = Encoder.from_pretrained(tiny_encoder, num_layers=1)
     assert enc.num_layers == 1 and len(enc.model.encoder.layer) == 1 and enc.hidden_size == 32

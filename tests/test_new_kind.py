@@ -56,10 +56,10 @@ def test_a_new_kind_trains_saves_loads_runs_on_both_runtimes_and_evaluates(maxpo
     import yaml
 
     from toolkit import load
-    from toolkit.evaluation import evaluate
-    from toolkit.export import export_onnx
-    from toolkit.recipe import Recipe
-    from toolkit.training import train
+    from toolkit.runtime.evaluation import evaluate
+    from toolkit.runtime.export import export_onnx
+    from toolkit.train.recipe import Recipe
+    from toolkit.train.loop import train
 
     data = tmp_path / "cls.tsv"
     data.write_text("text\tlabel\n服务很好\tpos\n太差了\tneg\n很好很好\tpos\n差\tneg\n", encoding="utf-8")

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from toolkit.normalize import NormalizationConfig, Normalizer, is_blank
+from toolkit.text.normalize import NormalizationConfig, Normalizer, is_blank
 
 ALPHABET = "醫院門診發熱咳嗽糖尿病患者張三北京ＣＴＭＲＩ１２３，。 \u3000\u200b\u200d\ufeff\x00\x07\t\r\nabcAB😀𠮷"
 

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 from conftest import in_threads
-from toolkit.decoding import TagDecoder
-from toolkit.normalize import NormalizationConfig
-from toolkit.bundle import Bundle
-from toolkit.pipeline import Entity, PairPipeline, TextPipeline, build_pipeline
-from toolkit.tags import tag_set
-from toolkit.tokenization import TextTokenizer
+from toolkit.kinds.decoding import TagDecoder
+from toolkit.text.normalize import NormalizationConfig
+from toolkit.runtime.bundle import Bundle
+from toolkit.runtime.pipeline import Entity, PairPipeline, TextPipeline, build_pipeline
+from toolkit.text.tags import tag_set
+from toolkit.text.tokenization import TextTokenizer
 
 TEXTS = ["患者三天前出现发热、咳嗽，既往有2型糖尿病史。", "张三在北京大学医院工作", "CT检查：胸部未见异常", "王", ""]
 
@@ -57,7 +57,7 @@ def test_batch_equals_one_by_one(ner):
 
 
 def test_decoding_batches_together_changes_nothing(ner, monkeypatch):
-    import toolkit.pipeline as pipeline
+    import toolkit.runtime.pipeline as pipeline
 
     texts = TEXTS * 3 + ["发热" * 40]  # batches of 2 with different lengths, one long text in windows
     monkeypatch.setattr(pipeline, "DECODE_GROUP", 1)  # each batch decoded on its own

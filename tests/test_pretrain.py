@@ -1,4 +1,4 @@
-"""Continued MLM pretraining (toolkit.pretrain) on the tiny encoder and texts written here."""
+"""Continued MLM pretraining (toolkit.train.pretrain) on the tiny encoder and texts written here."""
 from __future__ import annotations
 
 import json
@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from toolkit.pretrain import Packed, encode_corpus, load_mlm, mask_batch, pretrain
-from toolkit.tokenization import TextTokenizer
+from toolkit.train.pretrain import Packed, encode_corpus, load_mlm, mask_batch, pretrain
+from toolkit.text.tokenization import TextTokenizer
 
 TEXTS = [
     "患者三天前出现发热咳嗽，既往糖尿病史。",
@@ -134,8 +134,8 @@ def test_resume_is_bit_identical(tiny_encoder, text_file, tmp_path):
 def test_exported_encoder_loads(tiny_encoder, text_file, tmp_path):
     import torch
 
-    from toolkit.encoder import Encoder
-    from toolkit.model import MultiTaskModel
+    from toolkit.model.encoder import Encoder
+    from toolkit.model.multitask import MultiTaskModel
 
     _run(tiny_encoder, text_file, tmp_path / "run", max_steps=3)
     folder = tmp_path / "run" / "encoder"

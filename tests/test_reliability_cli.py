@@ -21,7 +21,7 @@ def _rows(text: str) -> list[dict]:
 @pytest.fixture()
 def broken_pipeline(monkeypatch):
     """Make every pipeline call raise ``error`` (set ``broken_pipeline.error``)."""
-    from toolkit.pipeline import TextPipeline
+    from toolkit.runtime.pipeline import TextPipeline
 
     class Holder:
         error: BaseException = RuntimeError("boom")
@@ -133,7 +133,7 @@ def test_closed_pipe_is_quiet(tiny_folder):
 
 
 def test_nan_output_is_an_error_not_json(tiny_folder, capsys, monkeypatch):
-    from toolkit.pipeline import TextPipeline
+    from toolkit.runtime.pipeline import TextPipeline
 
     monkeypatch.setattr(TextPipeline, "__call__", lambda self, texts, **kw: [{"label": "pos", "score": float("nan")} for _ in texts])
     assert main(["run", str(tiny_folder), "--tasks", "sentiment", "好"]) == 2

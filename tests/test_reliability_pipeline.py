@@ -11,13 +11,13 @@ import itertools
 import numpy as np
 import pytest
 
-from toolkit.decoding import TagDecoder
+from toolkit.kinds.decoding import TagDecoder
 from toolkit.errors import InputError, ModelFolderError
-from toolkit.normalize import NormalizationConfig, Normalizer
-from toolkit.bundle import Bundle
-from toolkit.pipeline import TextPipeline, build_pipeline
-from toolkit.tags import tag_set
-from toolkit.tokenization import TextTokenizer, entity_breaks, is_symbol, symbol_tokens
+from toolkit.text.normalize import NormalizationConfig, Normalizer
+from toolkit.runtime.bundle import Bundle
+from toolkit.runtime.pipeline import TextPipeline, build_pipeline
+from toolkit.text.tags import tag_set
+from toolkit.text.tokenization import TextTokenizer, entity_breaks, is_symbol, symbol_tokens
 
 
 class CharRunner:

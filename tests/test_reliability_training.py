@@ -11,11 +11,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import toolkit.training as training
+import toolkit.train.loop as training
 from toolkit.cli import main
 from toolkit.errors import InputError
-from toolkit.finetune import MIN_STEPS, default_settings, finetune
-from toolkit.recipe import Recipe, TaskRecipe, TrainSettings
+from toolkit.train.finetune import MIN_STEPS, default_settings, finetune
+from toolkit.train.recipe import Recipe, TaskRecipe, TrainSettings
 
 BIO = "张 B-PER\n三 I-PER\n在 O\n北 B-LOC\n京 I-LOC\n\n王 B-PER\n五 I-PER\n去 O\n上 B-LOC\n海 I-LOC\n\n李 B-PER\n四 I-PER\n在 O\n广 B-LOC\n州 I-LOC\n"
 
@@ -106,7 +106,7 @@ def test_a_torn_last_log_line_does_not_stop_the_resume(files, tiny_encoder, capl
     log = files / "run" / "train_log.jsonl"
     log.write_bytes(log.read_bytes() + '{"step": 8, "loss": {"ner": 1.2'.encode() + "张".encode()[:2])  # killed mid-line
     recipe.train.max_steps = 14
-    with caplog.at_level(logging.WARNING, logger="toolkit.training"):
+    with caplog.at_level(logging.WARNING, logger="toolkit.train.loop"):
         summary = training.train(recipe, resume=True, progress=False)
     assert summary["steps"] == 14 and summary["resumed_from"] == 7
     assert log_steps(files / "run") == list(range(1, 15))
@@ -114,7 +114,7 @@ def test_a_torn_last_log_line_does_not_stop_the_resume(files, tiny_encoder, capl
 
 
 def test_resume_without_a_checkpoint_says_it_starts_over(files, tiny_encoder, caplog):
-    with caplog.at_level(logging.WARNING, logger="toolkit.training"):
+    with caplog.at_level(logging.WARNING, logger="toolkit.train.loop"):
         summary = training.train(tiny_recipe(files, tiny_encoder, "run"), resume=True, progress=False)
     assert "no checkpoint" in caplog.text and "step 0" in caplog.text
     assert summary["steps"] == 14 and summary["resumed_from"] is None
@@ -130,7 +130,7 @@ def test_a_fresh_run_over_an_earlier_one_is_refused_unless_overwrite(files, tiny
 
 
 def test_a_checkpoint_torn_by_a_kill_during_the_swap_is_recovered(files, tiny_encoder):
-    from toolkit.training_state import recover_checkpoint
+    from toolkit.train.state import recover_checkpoint
 
     training.train(tiny_recipe(files, tiny_encoder, "run"), progress=False)
     ckpt = files / "run" / "checkpoint"

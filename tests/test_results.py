@@ -14,7 +14,7 @@ import pytest
 
 from toolkit import load
 from toolkit.cli import main
-from toolkit.decoding import LabelDecoder
+from toolkit.kinds.decoding import LabelDecoder
 from toolkit.results import Entity, Label, to_json_data
 
 SCHEMA = json.loads((Path(__file__).resolve().parent.parent / "docs" / "results.schema.json").read_text(encoding="utf-8"))
@@ -201,7 +201,7 @@ def test_to_json_data_is_duck_typed():
 
 
 def test_to_json_data_takes_the_pipeline_entity_class_too():
-    from toolkit import pipeline
+    from toolkit.runtime import pipeline
 
     e = pipeline.Entity("北京", "LOC", 3, 5, 0.98)
     assert to_json_data([e]) == to_json_data([Entity("北京", "LOC", 3, 5, 0.98)])

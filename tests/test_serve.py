@@ -12,7 +12,7 @@ import importlib.util
 import pytest
 
 from toolkit import load
-from toolkit.batcher import BatcherClosedError, MicroBatcher
+from toolkit.serve.batcher import BatcherClosedError, MicroBatcher
 from toolkit.cli_io import jsonable
 from toolkit.serve import ServeOptions, create_app
 

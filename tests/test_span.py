@@ -8,16 +8,16 @@ import torch
 
 from conftest import in_threads, write_corpora
 from toolkit import kinds
-from toolkit.bundle import Bundle
+from toolkit.runtime.bundle import Bundle
 from toolkit.data.examples import NerExample, Span
-from toolkit.features import FeatureReport, build_features, collate
+from toolkit.train.features import FeatureReport, build_features, collate
 from toolkit.kinds import Item
 from toolkit.kinds.span import SpanDecoder, best_threshold
-from toolkit.manifest import TaskSpec
-from toolkit.normalize import NormalizationConfig, Normalizer
-from toolkit.pipeline import TextPipeline
+from toolkit.model.manifest import TaskSpec
+from toolkit.text.normalize import NormalizationConfig, Normalizer
+from toolkit.runtime.pipeline import TextPipeline
 from toolkit.results import Entity as ResultEntity
-from toolkit.tokenization import TextTokenizer
+from toolkit.text.tokenization import TextTokenizer
 
 LABELS = ["PER", "LOC", "ORG"]
 NESTED = [
@@ -239,7 +239,7 @@ def test_targets_round_trip_through_perfect_logits(tok):
 
 @pytest.fixture(scope="module")
 def span_model(tiny_encoder):
-    from toolkit.model import MultiTaskModel
+    from toolkit.model.multitask import MultiTaskModel
 
     torch.manual_seed(0)
     return MultiTaskModel.build(tiny_encoder, {"ner": {"kind": "span", "labels": LABELS, "options": SMALL}}, max_length=16, name="span")
@@ -257,7 +257,7 @@ def test_head_masks_what_is_no_span_with_a_finite_value(span_model, tok):
 
 
 def test_loss_decreases_on_a_tiny_batch(tiny_encoder, tok):
-    from toolkit.model import MultiTaskModel
+    from toolkit.model.multitask import MultiTaskModel
 
     torch.manual_seed(0)
     model = MultiTaskModel.build(tiny_encoder, {"ner": {"kind": "span", "labels": LABELS, "options": SMALL}}, max_length=16)
@@ -276,7 +276,7 @@ def test_loss_decreases_on_a_tiny_batch(tiny_encoder, tok):
 
 
 def test_random_model_pipeline_is_the_same_batched_and_in_threads(span_model):
-    from toolkit.pipeline import build_pipeline
+    from toolkit.runtime.pipeline import build_pipeline
 
     pipe = build_pipeline(span_model.eval(), batch_size=2)
     texts = [r["text"] for r in NESTED] + ["张三在北京大学医院工作" * 3, ""]
@@ -290,8 +290,8 @@ def test_random_model_pipeline_is_the_same_batched_and_in_threads(span_model):
 @pytest.fixture(scope="module")
 def trained(tiny_encoder, tmp_path_factory):
     """A span head and a tagger trained together from a recipe on a JSON-spans file (fits it)."""
-    from toolkit.recipe import Recipe, TaskRecipe, TrainSettings
-    from toolkit.training import train
+    from toolkit.train.recipe import Recipe, TaskRecipe, TrainSettings
+    from toolkit.train.loop import train
 
     root = tmp_path_factory.mktemp("span")
     ner, _ = write_corpora(root, NESTED)
@@ -306,7 +306,7 @@ def trained(tiny_encoder, tmp_path_factory):
 
 def test_recipe_trains_saves_and_loads_a_span_head(trained):
     import toolkit
-    from toolkit.manifest import Manifest
+    from toolkit.model.manifest import Manifest
 
     root, summary = trained
     spec = Manifest.read(summary["model"]).tasks["nested"]
@@ -341,8 +341,8 @@ def test_the_manifest_threshold_and_flat_options_drive_decoding(trained, tmp_pat
 def test_onnx_and_int8_give_the_torch_entities_and_evaluation_scores_spans(trained):
     pytest.importorskip("onnxruntime")
     import toolkit
-    from toolkit.evaluation import evaluate
-    from toolkit.export import export_onnx, read_record
+    from toolkit.runtime.evaluation import evaluate
+    from toolkit.runtime.export import export_onnx, read_record
 
     root, summary = trained
     folder = summary["model"]
@@ -362,8 +362,8 @@ def test_onnx_and_int8_give_the_torch_entities_and_evaluation_scores_spans(train
 
 def test_finetune_trains_a_span_head_on_a_users_files(tiny_encoder, tmp_path):
     import toolkit
-    from toolkit.finetune import finetune
-    from toolkit.manifest import Manifest
+    from toolkit.train.finetune import finetune
+    from toolkit.model.manifest import Manifest
 
     ner, _ = write_corpora(tmp_path, NESTED)
     result = finetune("ner", ner, ner, start=str(tiny_encoder), out=tmp_path / "my-span", head="span", epochs=4, lr=3e-3, progress=False, max_length=16,

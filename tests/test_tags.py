@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from toolkit.tags import (
+from toolkit.text.tags import (
     convert_tags,
     detect_scheme,
     flatten_spans,

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from toolkit.tokenization import TextTokenizer, align_spans, make_windows, sentence_breaks, token_types
+from toolkit.text.tokenization import TextTokenizer, align_spans, make_windows, sentence_breaks, token_types
 
 
 @pytest.fixture(scope="module")

@@ -8,13 +8,13 @@ import torch
 import yaml
 
 from toolkit import kinds
-from toolkit.features import build_features, collate
-from toolkit.manifest import TaskSpec
-from toolkit.normalize import Normalizer
-from toolkit.recipe import Recipe
-from toolkit.tags import tag_set
-from toolkit.tokenization import TextTokenizer
-from toolkit.training import lr_factor, train
+from toolkit.train.features import build_features, collate
+from toolkit.model.manifest import TaskSpec
+from toolkit.text.normalize import Normalizer
+from toolkit.train.recipe import Recipe
+from toolkit.text.tags import tag_set
+from toolkit.text.tokenization import TextTokenizer
+from toolkit.train.loop import lr_factor, train
 from conftest import write_corpora
 
 NER = [
@@ -81,7 +81,7 @@ def test_unknown_recipe_keys_are_errors(tmp_path, recipe_file):
 
 def test_ner_features_count_what_cannot_be_learnt(tiny_encoder):
     from toolkit.data.examples import NerExample, Span
-    from toolkit.features import FeatureReport
+    from toolkit.train.features import FeatureReport
 
     tok = TextTokenizer.from_pretrained(tiny_encoder)
     tags = tag_set(["PER", "LOC"], "BIO")
@@ -100,7 +100,7 @@ def test_ner_features_count_what_cannot_be_learnt(tiny_encoder):
 
 
 def test_holdout_selects_on_training_examples(recipe_file):
-    from toolkit.recipe import prepare
+    from toolkit.train.recipe import prepare
 
     recipe = Recipe.from_yaml(recipe_file)
     recipe.tasks["cls"].dev = None
@@ -119,7 +119,7 @@ def test_lr_schedule():
 
 
 def test_evaluate_can_exclude_texts_seen_in_another_split(tiny_model, tmp_path):
-    from toolkit.evaluation import evaluate
+    from toolkit.runtime.evaluation import evaluate
 
     test = tmp_path / "test.tsv"
     test.write_text("text\tlabel\n服务很好\tpos\n太差了\tneg\n一般般\tneg\n", encoding="utf-8")
@@ -164,7 +164,7 @@ def test_yaml_scientific_notation_is_a_number(tmp_path, recipe_file):
 
 def test_holdout_never_splits_a_duplicated_text():
     from toolkit.data.examples import TextExample
-    from toolkit.recipe import split_holdout
+    from toolkit.train.recipe import split_holdout
 
     examples = [TextExample(t, "x") for t in ["a", "a", "b", "c", "c", "c", "d", "e"]]
     train, held = split_holdout(examples, 3, seed=0)
@@ -177,7 +177,7 @@ def test_resume_is_exact(recipe_file, tmp_path, monkeypatch):
     uninterrupted run (data order, RNG states, optimizer moments and EMA all restored)."""
     from safetensors.torch import load_file
 
-    import toolkit.training as training
+    import toolkit.train.loop as training
 
     straight = Recipe.from_yaml(recipe_file)
     straight.out = str(tmp_path / "straight")

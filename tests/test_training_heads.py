@@ -4,11 +4,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from toolkit.encoder import Encoder
-from toolkit.model import MultiTaskModel
-from toolkit.pipeline import build_pipeline
-from toolkit.tags import spans_to_tags
-from toolkit.tokenization import TextTokenizer
+from toolkit.model.encoder import Encoder
+from toolkit.model.multitask import MultiTaskModel
+from toolkit.runtime.pipeline import build_pipeline
+from toolkit.text.tags import spans_to_tags
+from toolkit.text.tokenization import TextTokenizer
 
 NER = [("张三在北京工作", [(0, 2, "PER"), (3, 5, "LOC")]), ("王五去上海", [(0, 2, "PER"), (3, 5, "LOC")])]
 CLS = [("服务很好", 1), ("太差了", 0)]

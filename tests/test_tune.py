@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from toolkit.errors import ConfigError
-from toolkit.recipe import Recipe
-from toolkit.tune_space import apply_params, parse_space, read_space, recipe_values, set_in_yaml
+from toolkit.train.recipe import Recipe
+from toolkit.train.tune_space import apply_params, parse_space, read_space, recipe_values, set_in_yaml
 
 optuna = pytest.importorskip("optuna")
 
@@ -120,8 +120,8 @@ class FakeTrial:
 
 
 def test_pruning_callback_stops_training():
-    from toolkit.training import StopTraining
-    from toolkit.tune import pruning_callback
+    from toolkit.train.loop import StopTraining
+    from toolkit.train.tune import pruning_callback
 
     trial = FakeTrial(prune=False)
     pruning_callback(trial)({"step": 10, "mean": 0.5, "scores": {}})
@@ -134,7 +134,7 @@ def test_pruning_callback_stops_training():
 
 
 def test_a_pruned_trial_stops_at_its_first_evaluation_and_raises_trial_pruned(files):
-    from toolkit.tune import _Objective
+    from toolkit.train.tune import _Objective
 
     recipe = Recipe.from_yaml(files / "recipe.yaml")
     space = read_space(files / "space.yaml", recipe)
@@ -147,7 +147,7 @@ def test_a_pruned_trial_stops_at_its_first_evaluation_and_raises_trial_pruned(fi
 
 def test_search_writes_best_recipe_and_resumes_from_sqlite(files):
     from toolkit.cli import main
-    from toolkit.tune import tune
+    from toolkit.train.tune import tune
 
     out = files / "search"
     assert main(["tune", str(files / "recipe.yaml"), "--space", str(files / "space.yaml"), "--trials", "2", "--out", str(out)]) == 0
@@ -169,7 +169,7 @@ def test_search_writes_best_recipe_and_resumes_from_sqlite(files):
 
 
 def test_a_study_refuses_another_space(files):
-    from toolkit.tune import tune
+    from toolkit.train.tune import tune
 
     tune(files / "recipe.yaml", files / "space.yaml", trials=1, out=files / "search")
     other = dict(SPACE, params={"train.lr": {"type": "float", "low": 1e-5, "high": 1e-3}})
@@ -179,7 +179,7 @@ def test_a_study_refuses_another_space(files):
 
 
 def test_time_budget_ends_the_search(files, monkeypatch):
-    import toolkit.tune as tune_module
+    import toolkit.train.tune as tune_module
 
     start = time.monotonic()
     result = tune_module.tune(files / "recipe.yaml", files / "space.yaml", trials=5, minutes=0.001, out=files / "none")

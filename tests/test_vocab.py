@@ -1,4 +1,4 @@
-"""Vocabulary extension (toolkit.vocab, toolkit.vocab_scan) on the tiny random model: no download, no data."""
+"""Vocabulary extension (toolkit.vocab.extend, toolkit.vocab.scan) on the tiny random model: no download, no data."""
 from __future__ import annotations
 
 import argparse
@@ -12,14 +12,14 @@ import torch
 from toolkit import load
 from toolkit.data.examples import NerExample, Span
 from toolkit import kinds
-from toolkit.features import FeatureReport, build_features
-from toolkit.manifest import TaskSpec
-from toolkit.normalize import NormalizationConfig, Normalizer
-from toolkit.tokenization import TextTokenizer
-from toolkit import vocab as vocab_mod, vocab_scan
-from toolkit.vocab import EmbeddingSources, TaggerBoundaryError, extend_tokenizer_json, extend_vocabulary
-from toolkit.vocab_cli import register_cli
-from toolkit.vocab_scan import added_token_boundaries, find_new_characters, mine_terms, unk_rate
+from toolkit.train.features import FeatureReport, build_features
+from toolkit.model.manifest import TaskSpec
+from toolkit.text.normalize import NormalizationConfig, Normalizer
+from toolkit.text.tokenization import TextTokenizer
+from toolkit.vocab import extend as vocab_mod, scan as vocab_scan
+from toolkit.vocab.extend import EmbeddingSources, TaggerBoundaryError, extend_tokenizer_json, extend_vocabulary
+from toolkit.vocab.cli import register_cli
+from toolkit.vocab.scan import added_token_boundaries, find_new_characters, mine_terms, unk_rate
 
 from conftest import TASKS
 
@@ -169,7 +169,7 @@ def test_variant_rules(tiny_encoder):
 
 
 def test_traditional_added_only_without_t2s(tiny_encoder, tmp_path):
-    from toolkit.model import MultiTaskModel
+    from toolkit.model.multitask import MultiTaskModel
 
     folder = MultiTaskModel.build(tiny_encoder, TASKS, normalization={"opencc": None}, max_length=32).save(
         tmp_path / "no-t2s", dtype=torch.float32)

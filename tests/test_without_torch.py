@@ -33,7 +33,7 @@ def run_without_torch(code: str, cwd) -> dict:
 def test_onnx_load_and_evaluation_without_torch(tiny_folder, tmp_path):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
-    from toolkit.export import export_onnx
+    from toolkit.runtime.export import export_onnx
 
     folder = shutil.copytree(tiny_folder, tmp_path / "tiny", ignore=shutil.ignore_patterns("onnx"))
     export_onnx(folder)  # made explicitly, with torch, in this process
@@ -41,7 +41,7 @@ def test_onnx_load_and_evaluation_without_torch(tiny_folder, tmp_path):
     data.write_text('{"text": "张三在北京工作", "spans": [{"start": 0, "end": 2, "label": "PER"}, {"start": 3, "end": 5, "label": "LOC"}]}\n', encoding="utf-8")
     out = run_without_torch(f"""
         import json, toolkit
-        from toolkit.evaluation import evaluate
+        from toolkit.runtime.evaluation import evaluate
         pipe = toolkit.load({str(folder)!r}, tasks="ner", runtime="onnx")
         found = pipe("张三在北京工作")
         scores = evaluate({str(folder)!r}, {{"path": {str(data)!r}, "format": "json-spans"}}, task="ner", runtime="onnx")

@@ -17,7 +17,7 @@ from .registry import list_models
 from .version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .pipeline import MultiTaskPipeline, PairPipeline, TextPipeline
+    from .runtime.pipeline import MultiTaskPipeline, PairPipeline, TextPipeline
 
 __all__ = ["load", "list_models", "__version__"]
 
@@ -42,11 +42,11 @@ def load(
             gives that task's result bare (see :mod:`toolkit.results`).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"`` ...
         batch_size: texts per encoder pass (texts are sorted by length and padded per batch;
-            default :data:`toolkit.pipeline.BATCH_SIZE`).
+            default :data:`toolkit.runtime.pipeline.BATCH_SIZE`).
         progress: show a progress bar on large inputs.
         runtime: ``"torch"``, or ``"onnx"`` for ONNX Runtime on CPU (same results, often faster, no
             torch import). It runs the folder's ONNX export, made once by ``toolkit export FOLDER``
-            (see :mod:`toolkit.export`); a missing export is an error that names that command.
+            (see :mod:`toolkit.runtime.export`); a missing export is an error that names that command.
         export: with ``runtime="onnx"``, make the missing export now instead (imports torch and
             writes ``<folder>/onnx/`` or the cache); ``load()`` never does it unasked.
         quantize: ``"int8"`` runs the dynamically quantised graph (``runtime="onnx"`` only).
@@ -78,7 +78,7 @@ def load(
     if runtime == "onnx":
         if device != "cpu":
             raise ValueError(f"runtime='onnx' runs on the CPU only; use device='cpu' or runtime='torch' for {device!r}")
-        from .onnx_runtime import onnx_pipeline
+        from .runtime.onnx_runtime import onnx_pipeline
 
         return onnx_pipeline(name_or_path, tasks, quantize=quantize, threads=int(threads or 2), batch_size=batch_size, progress=progress,
                              export=export, keyed=keyed)
@@ -86,9 +86,9 @@ def load(
         raise ValueError(f"unknown runtime {runtime!r}; available: 'torch', 'onnx'")
     if quantize is not None:
         raise ValueError("quantize needs runtime='onnx' (e.g. load(name, runtime='onnx', quantize='int8'))")
-    from .bundle import Bundle
-    from .model import MultiTaskModel
-    from .pipeline import BATCH_SIZE, TorchRunner, pipeline_for
+    from .runtime.bundle import Bundle
+    from .model.multitask import MultiTaskModel
+    from .runtime.pipeline import BATCH_SIZE, TorchRunner, pipeline_for
     from .registry import resolve
 
     check_device(device)

@@ -46,8 +46,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from .export import ONNX_DIR
-    from .manifest import Manifest
+    from .runtime.export import ONNX_DIR
+    from .model.manifest import Manifest
     from .registry import glossary, names_of, resolve
 
     path, selected = resolve(args.model)
@@ -100,7 +100,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise InputError("--quantize int8 runs the ONNX Runtime graph: add --runtime onnx")
     pipe = load(args.model, tasks=task_selection(args.model, args.tasks), device=args.device, batch_size=args.batch_size,
                 progress=args.progress, runtime=args.runtime, quantize=args.quantize, threads=args.threads, export=args.export)
-    from .pipeline import PairPipeline, TextPipeline
+    from .runtime.pipeline import PairPipeline, TextPipeline
 
     if args.pair and isinstance(pipe, TextPipeline):
         raise InputError(f"--pair: the tasks {pipe.tasks} take single texts; drop --pair (or choose a matcher task with --tasks)")
@@ -123,9 +123,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from .diagnostics import train_settings
-    from .recipe import Recipe
-    from .training import drop_checkpoint, folder_mb, train
+    from .train.diagnostics import train_settings
+    from .train.recipe import Recipe
+    from .train.loop import drop_checkpoint, folder_mb, train
 
     from .kinds import data_kinds
 
@@ -159,8 +159,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_finetune(args: argparse.Namespace) -> int:
-    from .diagnostics import train_settings
-    from .finetune import finetune, format_report, format_summary
+    from .train.diagnostics import train_settings
+    from .train.finetune import finetune, format_report, format_summary
 
     if not args.train:
         raise ValueError(f"`toolkit train {args.target}` needs --train FILE (and usually --dev FILE)")
@@ -176,7 +176,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from .evaluation import compare_runtimes, data_reference, evaluate
+    from .runtime.evaluation import compare_runtimes, data_reference, evaluate
 
     dataset = data_reference(args.model, args.dataset, task=args.task, format=args.format, options=dict(key_value(x) for x in args.option))
     common = {"task": args.task, "data_root": args.data_root, "limit": args.limit, "batch_size": args.batch_size, "exclude": args.exclude, "threads": args.threads}
@@ -206,7 +206,7 @@ def _cmd_build_base(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from .export import export_onnx, read_record
+    from .runtime.export import export_onnx, read_record
 
     try:
         graph = export_onnx(args.model, out=args.out, quantize=args.quantize, force=args.force)
@@ -258,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_cmd_build_base)
 
-    from .diagnostics import add_train_arguments
+    from .train.diagnostics import add_train_arguments
 
     p = sub.add_parser("train", help="fine-tune: `train RECIPE.yaml` (joint multi-task) or `train ner|cls|pair --train FILE ...`")
     p.add_argument("target", help="a recipe YAML (see recipes/), or ner | cls | pair to train on your own files")
@@ -284,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-keep-run", action="store_true", help="after the model is saved, delete the run folder (ner|cls|pair: OUT.run; recipes: OUT/checkpoint), hundreds of MB; the run can then not be resumed")
     p.add_argument("--threads", type=positive_int, help="CPU threads torch trains with (default: torch's, one per core); 1-2 when other jobs share the CPU, which can be 10x faster")
     p.add_argument("--no-progress", action="store_true")
-    add_train_arguments(p)  # early stopping and diagnostics (toolkit.diagnostics)
+    add_train_arguments(p)  # early stopping and diagnostics (toolkit.train.diagnostics)
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("export", help="export a model to ONNX (one graph for the encoder and all heads), optionally int8")
@@ -294,13 +294,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="export again even if an up-to-date export exists")
     p.set_defaults(func=_cmd_export)
 
-    from .vocab_cli import register_cli as register_vocab
+    from .vocab.cli import register_cli as register_vocab
 
     register_vocab(sub)
-    from .report import register_cli as register_report
+    from .train.report import register_cli as register_report
 
     register_report(sub)
-    from .tune import register_cli as register_tune
+    from .train.tune import register_cli as register_tune
 
     register_tune(sub)
     from .data.check import register_cli as register_data
@@ -309,10 +309,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .serve import register_cli as register_serve
 
     register_serve(sub)
-    from .batch_cli import register_cli as register_batch
+    from .batch.cli import register_cli as register_batch
 
     register_batch(sub)
-    from .pretrain import register_cli as register_pretrain
+    from .train.pretrain import register_cli as register_pretrain
 
     register_pretrain(sub)
 

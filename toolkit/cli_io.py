@@ -115,7 +115,7 @@ def task_selection(model: str, requested: str | None) -> str | list[str] | None:
     allowed): one task as its name (its results bare), several as a list (results ``{task: result}``)."""
     if requested is None:
         return None
-    from .manifest import Manifest
+    from .model.manifest import Manifest
     from .registry import resolve, task_names
 
     path, _ = resolve(model)

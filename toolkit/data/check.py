@@ -180,15 +180,15 @@ def load_vocabulary(model: str | Path) -> tuple[Any, Any, int, str]:
 
     folder = Path(model)
     if not (folder / MANIFEST).is_file() and folder.is_dir():
-        from toolkit.normalize import Normalizer
-        from toolkit.tokenization import TextTokenizer
+        from toolkit.text.normalize import Normalizer
+        from toolkit.text.tokenization import TextTokenizer
 
         tokenizer = TextTokenizer.from_pretrained(folder)
         limit = getattr(tokenizer.hf, "model_max_length", 512)
         return tokenizer, Normalizer(), int(limit) if limit and limit < 100_000 else 512, str(model)
-    from toolkit.manifest import Manifest
+    from toolkit.model.manifest import Manifest
     from toolkit.registry import resolve
-    from toolkit.vocab import model_tokenizer
+    from toolkit.vocab.extend import model_tokenizer
 
     tokenizer, normalizer = model_tokenizer(model)
     return tokenizer, normalizer, Manifest.read(resolve(model)[0]).max_length, str(model)
@@ -224,7 +224,7 @@ def check_examples(splits: dict[str, list], kind: str, *, reports: dict[str, Rea
     """
     if "train" not in splits:
         raise InputError(f"the checks compare dev and test with train: give a 'train' split (got {sorted(splits)})")
-    from toolkit.normalize import NormalizationConfig, Normalizer
+    from toolkit.text.normalize import NormalizationConfig, Normalizer
 
     start = time.perf_counter()
     t2s = Normalizer(NormalizationConfig(opencc="t2s", fullwidth=False, invisible=False, whitespace=False))

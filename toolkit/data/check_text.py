@@ -220,7 +220,7 @@ def script_findings(corpus: Corpus) -> list[Finding]:
 def vocabulary_findings(corpus: Corpus, tokenizer: Any, normalizer: Any) -> tuple[list[Finding], list[int], dict]:
     """Characters the model's vocabulary lacks (``[UNK]`` after its normalisation), the token count of
     each example (with special tokens) and the ``[UNK]`` rates."""
-    from toolkit.vocab_scan import UnkRate, find_new_characters, unk_rate
+    from toolkit.vocab.scan import UnkRate, find_new_characters, unk_rate
 
     normalized = [normalizer(t).text for t, _, _ in corpus.texts]
     sizes, with_unk = [], []

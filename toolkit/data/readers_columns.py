@@ -29,7 +29,7 @@ from typing import Iterable, Iterator, Sequence
 from toolkit.data.examples import NerExample, Span
 from toolkit.data.sources import CorpusError, open_binary, text_pieces
 from toolkit.data.validation import ExampleStream, ReadReport
-from toolkit.tags import Scheme, check_scheme, detect_scheme, parse_tag, tags_to_spans, transition_mask
+from toolkit.text.tags import Scheme, check_scheme, detect_scheme, parse_tag, tags_to_spans, transition_mask
 
 logger = logging.getLogger(__name__)
 
@@ -184,7 +184,7 @@ def _sentences(path: str | Path, member: str | None, sentences: Sequence[int | N
 
 
 def _decode(tags: list[str], scheme: Scheme) -> tuple[list[tuple[int, int, str]], Counter]:
-    """:func:`toolkit.tags.tags_to_spans` on the entity tags only (each run of ``O`` kept as one ``O``).
+    """:func:`toolkit.text.tags.tags_to_spans` on the entity tags only (each run of ``O`` kept as one ``O``).
 
     Spans only depend on where the ``O`` runs are, so the result is the same; on long mostly-``O``
     corpora (MSRA: 2.3M characters) this is several times faster.
@@ -254,7 +254,7 @@ def read_columns(path: str | Path, *, scheme: Scheme | None = None, member: str 
     read. ``sentences=(start, stop)`` keeps only that slice of sentences (MSRA keeps its official
     test set as the last 4,631 sentences of one file: ``sentences=(50658, None)``). Tokens are
     concatenated into the text (characters for Chinese). Invalid tag sequences are repaired by
-    :func:`toolkit.tags.tags_to_spans` and counted; unknown tags are read as ``O``, counted. Line
+    :func:`toolkit.text.tags.tags_to_spans` and counted; unknown tags are read as ``O``, counted. Line
     ends (``\\n``, ``\\r\\n``, ``\\r``; a lone ``\\r`` inside a line is a counted repair) and
     ``-DOCSTART-`` lines are handled as the module docstring says.
 

@@ -33,7 +33,7 @@ from toolkit.data.examples import NerExample, PairExample, Span, TextExample
 from toolkit.data.sources import (MAX_LINE_CHARS, CorpusError, decode, iter_json_records, location,  # noqa: F401
                                   read_text, shorten, split_lines, zip_member)
 from toolkit.errors import InputError
-from toolkit.tags import flatten_spans
+from toolkit.text.tags import flatten_spans
 
 logger = logging.getLogger(__name__)
 
@@ -318,7 +318,7 @@ def flatten_examples(examples: Iterable[NerExample], policy: Literal["longest", 
                      ) -> tuple[list[NerExample], ReadReport]:
     """Copies of ``examples`` whose spans do not overlap, for a flat (BIO/CRF) tagger.
 
-    ``policy`` is passed to :func:`toolkit.tags.flatten_spans` (``"longest"`` keeps the longer of
+    ``policy`` is passed to :func:`toolkit.text.tags.flatten_spans` (``"longest"`` keeps the longer of
     two overlapping spans). The report counts the dropped spans per label in ``dropped_spans``; keep
     the original nested examples for evaluation.
 

@@ -13,7 +13,7 @@ class Head(nn.Module):
     ``forward(hidden, batch)`` returns the tensor that decoding needs (emissions or logits); it is
     all that runs inside the encoder pass (and all that the ONNX export contains). ``loss`` turns that
     output and the gold targets into a scalar; ``decoder()`` returns a numpy-only object that turns
-    outputs into predictions (see :mod:`toolkit.decoding`).
+    outputs into predictions (see :mod:`toolkit.kinds.decoding`).
     """
 
     kind: ClassVar[str]

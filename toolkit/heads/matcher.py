@@ -6,7 +6,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..decoding import LabelDecoder
+from ..kinds.decoding import LabelDecoder
 from .base import Head, focal_cross_entropy
 
 

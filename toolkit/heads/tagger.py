@@ -6,8 +6,8 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from ..decoding import TagDecoder
-from ..tags import Scheme, check_scheme, tag_set
+from ..kinds.decoding import TagDecoder
+from ..text.tags import Scheme, check_scheme, tag_set
 from .base import Head
 
 
@@ -15,9 +15,9 @@ class TaggerHead(Head):
     """NER head: ``dropout -> linear -> CRF`` with tags of ``scheme`` for entity types ``labels``.
 
     The CRF runs over the word tokens only (``[CLS]`` and ``[SEP]`` are left out). Training uses the
-    CRF's log-likelihood; decoding (numpy, :class:`toolkit.decoding.TagDecoder`) applies the
+    CRF's log-likelihood; decoding (numpy, :class:`toolkit.kinds.decoding.TagDecoder`) applies the
     scheme's transition constraints, so it never emits an invalid sequence, and scores each entity
-    with its CRF probability (see :mod:`toolkit.crf`).
+    with its CRF probability (see :mod:`toolkit.kinds.crf`).
 
     Example:
         >>> head = TaggerHead(32, ["PER", "LOC"], scheme="BIOES")

@@ -71,6 +71,7 @@ class HeadKind:
     metric: ClassVar[str]
     feature_options: ClassVar[tuple[str, ...]] = ()  # recipe settings its features() takes (e.g. "flatten")
     new_head_options: ClassVar[dict[str, Any]] = {}  # options of a head that `toolkit train <data>` makes
+    graph_options: ClassVar[tuple[str, ...]] = ()  # head options baked into an exported graph (a change makes it stale)
 
     # ---------------------------------------------------------------- manifest and head
     def spec_defaults(self, spec: Any) -> None:
@@ -155,7 +156,7 @@ class HeadKind:
 
     def confidence(self, outputs: Sequence, examples: Sequence) -> tuple[dict[str, Any], list[tuple[float, bool]]]:
         """``(per-class P/R/F1, [(confidence, correct), ...])`` of raw outputs (calibration)."""
-        from ..metrics import per_class_prf
+        from .metrics import per_class_prf
 
         per_class = per_class_prf([p["label"] for p in outputs], [ex.label for ex in examples])
         return per_class, [(p["score"], p["label"] == ex.label) for p, ex in zip(outputs, examples) if p["score"] is not None]

@@ -1,7 +1,7 @@
 """The ``classifier`` (one text -> a label) and ``matcher`` (a pair of texts -> a label) kinds.
 
 Both answer a :class:`~toolkit.results.Label` (``label``, ``score``, ``scores``: softmax of the
-head's logits, :class:`toolkit.decoding.LabelDecoder`) and are scored by accuracy and macro-F1.
+head's logits, :class:`toolkit.kinds.decoding.LabelDecoder`) and are scored by accuracy and macro-F1.
 A classifier reads the first window of a text, in training as at inference (texts longer than
 the model are cut at the last sentence end that fits, else at ``max_length``); a matcher reads
 ``[CLS] a [SEP] b [SEP]`` truncated longest-first.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from ..decoding import LabelDecoder
+from .decoding import LabelDecoder
 from ..text.encode import Encoded
 from .base import Feature, HeadKind
 
@@ -38,7 +38,7 @@ class LabelKind(HeadKind):
         return decoder.decode(logits[None])[0]
 
     def score(self, predictions: Sequence, examples: Sequence) -> dict[str, Any]:
-        from ..metrics import classification_scores
+        from .metrics import classification_scores
 
         scores = classification_scores(list(predictions), self.gold(examples))
         return {"metric": self.metric, "main": scores[self.metric], **scores}

@@ -152,6 +152,7 @@ class SpanKind(SpanResults, HeadKind):
     name = "span"
     head = "toolkit.heads.span:SpanHead"
     per_token = True
+    graph_options = ("max_span",)  # masked inside the exported graph
 
     def spec_defaults(self, spec: Any) -> None:
         spec.scheme = None

@@ -4,7 +4,7 @@ Training: entity spans (original offsets) -> normalised offsets -> tokens -> tag
 window; nested spans are flattened (``flatten``: ``longest`` or ``first``) and every span that
 cannot be learnt is counted in the feature report, never dropped silently. Inference: every window
 of a text runs; constrained Viterbi with the scheme's transitions and the text's entity boundaries
-(:class:`toolkit.decoding.TagDecoder`), then the windows are merged into one list of
+(:class:`toolkit.kinds.decoding.TagDecoder`), then the windows are merged into one list of
 :class:`~toolkit.results.Entity` with offsets into the original text. Metric: strict span micro-F1
 against the original (possibly nested) gold.
 """
@@ -14,12 +14,12 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from ..decoding import TagDecoder
-from ..normalize import Normalized
+from .decoding import TagDecoder
+from ..text.normalize import Normalized
 from ..results import Entity
-from ..tags import check_scheme, flatten_spans, spans_to_tags, tag_set
+from ..text.tags import check_scheme, flatten_spans, spans_to_tags, tag_set
 from ..text.encode import Encoded, to_normalized_span
-from ..tokenization import align_spans, entity_breaks, is_symbol, make_windows, sentence_breaks, symbol_tokens
+from ..text.tokenization import align_spans, entity_breaks, is_symbol, make_windows, sentence_breaks, symbol_tokens
 from .base import Feature, HeadKind, Item
 
 
@@ -114,7 +114,7 @@ class SpanResults:
 
     def token_arrays(self, encoded: Encoded) -> dict[str, np.ndarray]:
         """Per-token decoding constraints over the whole text: ``breaks`` (no entity continues into
-        this token) and ``blocked`` (a symbol token, never in an entity); see :mod:`toolkit.tokenization`."""
+        this token) and ``blocked`` (a symbol token, never in an entity); see :mod:`toolkit.text.tokenization`."""
         return {"breaks": entity_breaks(encoded.norm, encoded.offsets), "blocked": symbol_tokens(encoded.norm.text, encoded.offsets)}
 
     def blank(self) -> list:
@@ -127,13 +127,13 @@ class SpanResults:
         return [[s.as_tuple() for s in ex.spans] for ex in examples]
 
     def score(self, predictions: Sequence, examples: Sequence) -> dict[str, Any]:
-        from ..metrics import span_prf
+        from .metrics import span_prf
 
         scores = span_prf(predictions, self.gold(examples))
         return {"metric": self.metric, "main": scores["micro"]["f1"], **scores}
 
     def confidence(self, outputs: Sequence, examples: Sequence):
-        from ..metrics import span_prf
+        from .metrics import span_prf
 
         per_class = span_prf(self.comparable(outputs), self.gold(examples))["per_type"]
         pairs = [(e.score, (e.start, e.end, e.label) in {s.as_tuple() for s in ex.spans}) for found, ex in zip(outputs, examples) for e in found]
@@ -189,7 +189,7 @@ class TaggerKind(SpanResults, HeadKind):
         return out
 
     def decoder(self, spec: Any, state: Callable[[], Mapping[str, np.ndarray]], where: str = "") -> TagDecoder:
-        from ..folder import check_shapes
+        from ..model.folder import check_shapes
 
         scheme = check_scheme(spec.scheme or "BIO")
         tags = tag_set(spec.labels, scheme)

@@ -13,7 +13,7 @@ Endpoints:
 
 **Batching.** One pipeline is loaded per model *folder*, with the union of the tasks of the names
 served from it (``ner-medical`` and ``sentiment`` share ``pretrained/zh-multitask``: one load, one
-encoder pass). Each folder has one :class:`toolkit.batcher.MicroBatcher` for texts and one for
+encoder pass). Each folder has one :class:`toolkit.serve.batcher.MicroBatcher` for texts and one for
 pairs, both on one single-thread executor: the requests for any name of the folder that queued while
 the model ran the previous call (and, with ``--max-wait-ms N``, those arriving within N ms) are
 gathered, up to ``max_batch`` texts, into one pipeline call; each request then picks its own tasks

@@ -9,7 +9,7 @@ import logging
 import time
 from typing import Any, Sequence
 
-from ..batcher import BatcherClosedError
+from .batcher import BatcherClosedError
 from ..errors import InputError, UnknownNameError
 from .service import SEND, Busy, ServeOptions, Service, TooLarge
 

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
-from ..batcher import MicroBatcher
+from .batcher import MicroBatcher
 from ..errors import InputError, ToolkitError, UnknownNameError
-from ..inputs import check_text, where
+from ..text.inputs import check_text, where
 from ..registry import MANIFEST
 from ..results import to_json_data
 
@@ -71,7 +71,7 @@ class Service:
     """
 
     def __init__(self, names: Sequence[str], options: ServeOptions, on_batch=None) -> None:
-        from ..manifest import Manifest
+        from ..model.manifest import Manifest
         from .. import kinds as head_kinds
         from ..registry import resolve
 
@@ -102,7 +102,7 @@ class Service:
     def load(self) -> None:
         """Load every folder once (blocking: call in a thread)."""
         from .. import load
-        from ..pipeline import MultiTaskPipeline, PairPipeline
+        from ..runtime.pipeline import MultiTaskPipeline, PairPipeline
 
         o = self.options
         for folder in self.folders.values():

@@ -16,8 +16,8 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from ..normalize import Normalized, Normalizer
-from ..tokenization import TextTokenizer, Window, make_windows, sentence_breaks, token_types
+from .normalize import Normalized, Normalizer
+from .tokenization import TextTokenizer, Window, make_windows, sentence_breaks, token_types
 
 
 class Encoded(NamedTuple):

@@ -1,0 +1,404 @@
+"""Continued masked-language-model pretraining of a char-level encoder, with whole-word masking.
+
+Texts (files with one text per line, and/or the texts of catalogue training splits, never their
+labels) are normalised like the pipeline does, tokenised with the encoder's own tokenizer and
+segmented with jieba; token ids and word ids are cached as int32 arrays in ``RUN/data`` and packed
+into sequences ``[CLS] ... [SEP]`` of ``max_length`` tokens (texts separated by ``[SEP]``).
+
+Everything a step uses is a function of ``(seed, step)``: which sequences (a permutation per epoch),
+which words are masked (:func:`mask_batch`), dropout (torch is reseeded per step) and the learning
+rate (linear warm-up and decay over ``max_steps``). A checkpoint therefore only needs the weights,
+the optimizer moments and the step, and ``--resume`` continues bit-identically.
+
+Run folder::
+
+    RUN/data/        ids.npy, words.npy, meta.json   (the tokenised, segmented corpus)
+    RUN/checkpoint/  model + optimizer (safetensors) + state.json (toolkit.train.state)
+    RUN/log.jsonl    one line per --log-every steps
+    RUN/encoder/     the encoder without the LM head + tokenizer (a Hugging Face folder)
+
+Example:
+    >>> pretrain("zh-e5-small-base", ["medical.txt"], "runs/mlm", max_steps=2000)  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+IGNORE = -100
+
+
+# ---------------------------------------------------------------- data
+
+def split_texts(split_id: str, data_root: str | Path | None = None) -> list[str]:
+    """The texts (never the labels) of a catalogue split such as ``"cmeee:train"``."""
+    from ..data.catalogue import load_dataset
+
+    examples, _ = load_dataset(split_id, data_root)
+    texts: list[str] = []
+    for ex in examples:
+        if hasattr(ex, "text_a"):
+            texts += [ex.text_a, ex.text_b]
+        else:
+            texts.append(ex.text)
+    return texts
+
+
+def encode_corpus(texts: Sequence[str], tokenizer, batch: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+    """One token stream for all texts (``[SEP]`` between them) and the jieba word of each token
+    (a running word number; -1 on the separators)."""
+    import jieba
+
+    from ..text.normalize import Normalizer
+
+    normalizer = Normalizer()
+    ids_parts: list[np.ndarray] = []
+    word_parts: list[np.ndarray] = []
+    next_word = 0
+    sep = np.array([tokenizer.sep_id], dtype=np.int32)
+    no_word = np.array([-1], dtype=np.int32)
+    for start in range(0, len(texts), batch):
+        norms = [normalizer(t).text.strip() for t in texts[start:start + batch]]
+        norms = [t for t in norms if t]
+        for text, (ids, offsets) in zip(norms, tokenizer.encode(norms)):
+            if not len(ids):
+                continue
+            ends = np.cumsum([len(w) for w in jieba.lcut(text, HMM=True)])  # word k covers [ends[k-1], ends[k])
+            words = np.searchsorted(ends, offsets[:, 0], side="right")
+            ids_parts += [ids.astype(np.int32), sep]
+            word_parts += [(words + next_word).astype(np.int32), no_word]
+            next_word += int(words.max()) + 1
+    if not ids_parts:
+        raise ValueError("no text to pretrain on: the inputs are empty")
+    return np.concatenate(ids_parts), np.concatenate(word_parts)
+
+
+def prepare_data(run: Path, texts_fn: Callable[[], list[str]], sources: dict[str, Any], tokenizer) -> tuple[np.ndarray, np.ndarray]:
+    """Load ``RUN/data`` if it was made from the same ``sources``, else build it (atomically)."""
+    folder = run / "data"
+    fingerprint = hashlib.sha256(json.dumps(sources, sort_keys=True).encode()).hexdigest()
+    meta_path = folder / "meta.json"
+    if meta_path.is_file() and json.loads(meta_path.read_text(encoding="utf-8")).get("fingerprint") == fingerprint:
+        return np.load(folder / "ids.npy"), np.load(folder / "words.npy")
+    t0 = time.perf_counter()
+    ids, words = encode_corpus(texts_fn(), tokenizer)
+    tmp = folder.with_name("data.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    np.save(tmp / "ids.npy", ids)
+    np.save(tmp / "words.npy", words)
+    meta = {"fingerprint": fingerprint, "sources": sources, "tokens": int(len(ids)), "words": int(words.max()) + 1}
+    (tmp / "meta.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1), encoding="utf-8")
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+    logger.info("tokenised and segmented %d tokens in %.1f s", len(ids), time.perf_counter() - t0)
+    return ids, words
+
+
+def file_sources(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
+    """What identifies each text file for the data cache: path, size and modification time."""
+    out = []
+    for p in paths:
+        st = Path(p).stat()
+        out.append({"path": str(Path(p).resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns})
+    return out
+
+
+class Packed:
+    """The stream cut into blocks of ``max_length - 2`` tokens; the last one padded."""
+
+    def __init__(self, ids: np.ndarray, words: np.ndarray, max_length: int, tokenizer) -> None:
+        size = max_length - 2
+        if size < 1:
+            raise ValueError(f"max_length must be at least 3, got {max_length}")
+        n = -(-len(ids) // size)
+        pad = n * size - len(ids)
+        self.ids = np.concatenate([ids, np.full(pad, tokenizer.pad_id, np.int32)]).reshape(n, size)
+        self.words = np.concatenate([words, np.full(pad, -1, np.int32)]).reshape(n, size)
+        self.cls_id, self.sep_id, self.pad_id = tokenizer.cls_id, tokenizer.sep_id, tokenizer.pad_id
+        self.valid = np.concatenate([np.ones(len(ids), bool), np.zeros(pad, bool)]).reshape(n, size)
+        self._order: tuple[Any, np.ndarray] = (None, np.arange(n))
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def batch(self, seed: int, step: int, batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(input_ids, word_ids, attention_mask)`` of a step: sequences ``step*B .. step*B+B-1``
+        of an endless series of epochs, each a permutation drawn from ``(seed, epoch)``."""
+        n = len(self)
+        rows = []
+        for i in range(step * batch_size, (step + 1) * batch_size):
+            epoch, pos = divmod(i, n)
+            if self._order[0] != (seed, epoch):
+                self._order = ((seed, epoch), np.random.default_rng([seed, epoch, 1]).permutation(n))
+            rows.append(int(self._order[1][pos]))
+        b = len(rows)
+        col = lambda v: np.full((b, 1), v, np.int32)  # noqa: E731
+        ids = np.concatenate([col(self.cls_id), self.ids[rows], col(self.sep_id)], axis=1)
+        words = np.concatenate([col(-1), self.words[rows], col(-1)], axis=1)
+        mask = np.concatenate([col(1), self.valid[rows].astype(np.int32), col(1)], axis=1)
+        last = mask.sum(1) - 1  # [SEP] right after the last real token
+        ids[:, -1] = self.pad_id
+        mask[:, -1] = 0
+        ids[np.arange(b), last] = self.sep_id
+        mask[np.arange(b), last] = 1
+        ids[mask == 0] = self.pad_id
+        return ids, words, mask
+
+
+def mask_batch(ids: np.ndarray, words: np.ndarray, rng: np.random.Generator, vocab_size: int, mask_id: int,
+               special_ids: Sequence[int] = (), rate: float = 0.15) -> tuple[np.ndarray, np.ndarray]:
+    """Whole-word masking: in each row choose ``round(rate * words)`` words (at least one) and mask
+    all their tokens, each token 80% ``[MASK]``, 10% a random non-special token, 10% unchanged.
+    Returns ``(inputs, labels)`` with labels ``-100`` where nothing is predicted."""
+    inputs = ids.copy()
+    labels = np.full_like(ids, IGNORE)
+    for r in range(len(ids)):
+        present = np.unique(words[r][words[r] >= 0])
+        if not len(present):
+            continue
+        k = max(1, int(round(rate * len(present))))
+        chosen = rng.choice(present, size=k, replace=False)
+        pos = np.flatnonzero(np.isin(words[r], chosen))
+        labels[r, pos] = ids[r, pos]
+        u = rng.random(len(pos))
+        randoms = rng.integers(0, vocab_size, len(pos))
+        bad = np.isin(randoms, list(special_ids))
+        randoms[bad] = ids[r, pos][bad]  # a drawn special token leaves the character unchanged
+        inputs[r, pos] = np.where(u < 0.8, mask_id, np.where(u < 0.9, randoms, ids[r, pos]))
+    return inputs, labels
+
+
+# ---------------------------------------------------------------- model and state
+
+def load_mlm(folder: str | Path, seed: int):
+    """``BertForMaskedLM`` over an encoder folder; a missing LM head is created (seeded) and its
+    decoder is tied to the word embeddings."""
+    import torch
+    from transformers import BertForMaskedLM
+
+    from ..model.encoder import _quiet_loading
+
+    torch.manual_seed(seed)
+    with _quiet_loading():
+        model = BertForMaskedLM.from_pretrained(str(folder), dtype=torch.float32, local_files_only=True)
+    model.config.tie_word_embeddings = True
+    model.tie_weights()
+    if model.cls.predictions.decoder.weight is not model.bert.embeddings.word_embeddings.weight:
+        raise RuntimeError(f"the LM decoder of {folder} is not tied to the word embeddings")
+    return model
+
+
+class _Unshared:
+    """The model as :mod:`toolkit.train.state` sees it: a state dict without the tied copies
+    (safetensors refuses shared tensors), loaded back non-strictly."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+
+    def state_dict(self) -> dict:
+        seen, out = set(), {}
+        for k, v in self.model.state_dict().items():
+            if v.data_ptr() not in seen:
+                seen.add(v.data_ptr())
+                out[k] = v
+        return out
+
+    def load_state_dict(self, state: dict) -> None:
+        missing, unexpected = self.model.load_state_dict(state, strict=False)
+        tied = set(self.model.state_dict()) - set(self.state_dict())
+        if unexpected or set(missing) - tied:
+            raise ValueError(f"checkpoint does not match the model: missing {missing}, unexpected {unexpected}")
+
+    def parameters(self):
+        return self.model.parameters()
+
+
+def export_encoder(model, tokenizer, out: Path) -> None:
+    """The encoder (no LM head, float32) + tokenizer as a Hugging Face folder, swapped in atomically."""
+    from ..model.encoder import Encoder, _quiet_loading
+    from ..model.folder import replace_folder
+
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    with _quiet_loading():
+        Encoder(model.bert).save(tmp, dtype=next(model.parameters()).dtype)
+    tokenizer.save(tmp)
+    replace_folder(tmp, out)
+
+
+def lr_at(step: int, base: float, max_steps: int, warmup: int) -> float:
+    if step < warmup:
+        return base * (step + 1) / warmup
+    return base * max(0.0, (max_steps - step) / max(1, max_steps - warmup))
+
+
+# ---------------------------------------------------------------- training
+
+def pretrain(encoder: str | Path, text_files: Sequence[str | Path] = (), out: str | Path = "mlm-run", *,
+             splits: Sequence[str] = (), data_root: str | Path | None = None, max_steps: int = 10000,
+             max_minutes: float | None = None, batch_size: int = 32, max_length: int = 128, lr: float = 5e-5,
+             warmup: float = 0.06, weight_decay: float = 0.01, clip: float = 1.0, seed: int = 0,
+             threads: int | None = None, log_every: int = 50, save_every: int = 500, export_every: int = 0,
+             resume: bool = False, on_step: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Continue MLM pretraining of ``encoder``; returns the last log record.
+
+    ``on_step(step)`` is called after each completed step (and its checkpoint); tests use it to
+    simulate a kill. Without ``resume``, a ``RUN`` holding a checkpoint is refused.
+    """
+    import torch
+
+    from ..registry import base_path
+    from ..text.tokenization import TextTokenizer
+    from .state import load_checkpoint, recover_checkpoint, save_checkpoint
+
+    run = Path(out)
+    if threads:
+        torch.set_num_threads(threads)
+    ckpt_path = run / "checkpoint"
+    found = recover_checkpoint(ckpt_path)
+    if found and not resume:
+        raise FileExistsError(f"{run} holds a checkpoint of an earlier run: pass --resume to continue it, or choose another --out")
+    folder = base_path(encoder)
+    tokenizer = TextTokenizer.from_pretrained(folder)
+    sources = {"files": file_sources(text_files), "splits": list(splits), "tokenizer": len(tokenizer),
+               "vocab": hashlib.sha256(json.dumps(tokenizer.hf.get_vocab(), sort_keys=True).encode()).hexdigest()}
+
+    def texts() -> list[str]:
+        out_texts: list[str] = []
+        for f in text_files:
+            out_texts += Path(f).read_text(encoding="utf-8").splitlines()
+        for s in splits:
+            out_texts += split_texts(s, data_root)
+        return out_texts
+
+    run.mkdir(parents=True, exist_ok=True)
+    data = Packed(*prepare_data(run, texts, sources, tokenizer), max_length=max_length, tokenizer=tokenizer)
+    model = load_mlm(folder, seed)
+    if max_length > model.config.max_position_embeddings:
+        raise ValueError(f"max_length {max_length} exceeds the encoder's {model.config.max_position_embeddings} positions")
+    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+    config = {"encoder": str(encoder), "max_steps": max_steps, "batch_size": batch_size, "max_length": max_length,
+              "lr": lr, "warmup": warmup, "weight_decay": weight_decay, "clip": clip, "seed": seed, "data": sources}
+    step, tokens, elapsed = 0, 0, 0.0
+    log_path = run / "log.jsonl"
+    if found:
+        state = load_checkpoint(found, _Unshared(model), optimizer, None, np.random.default_rng(0))
+        if state["config"] != config:
+            changed = sorted(k for k in config if state["config"].get(k) != config[k])
+            raise ValueError(f"--resume with different settings than the checkpoint in {found}: {', '.join(changed)}")
+        step, tokens, elapsed = state["step"], state["tokens"], state["elapsed"]
+        if log_path.is_file():  # drop lines written after the checkpoint
+            keep = [ln for ln in log_path.read_text(encoding="utf-8").splitlines() if ln and json.loads(ln)["step"] <= step]
+            log_path.write_text("".join(ln + "\n" for ln in keep), encoding="utf-8")
+        logger.info("resuming %s at step %d", run, step)
+    elif log_path.exists():
+        log_path.unlink()
+
+    warmup_steps = max(1, int(round(warmup * max_steps))) if warmup < 1 else int(warmup)
+    specials = tokenizer.hf.all_special_ids
+    mask_id = tokenizer.hf.mask_token_id
+    vocab_size = model.config.vocab_size
+    start_time, start_elapsed = time.perf_counter(), elapsed
+    window = {"loss": 0.0, "correct": 0, "masked": 0, "steps": 0}
+    record: dict[str, Any] = {"step": step}
+    model.train()
+
+    def checkpoint() -> None:
+        save_checkpoint(ckpt_path, _Unshared(model), optimizer, None, np.random.default_rng(0),
+                        {"step": step, "tokens": tokens, "elapsed": elapsed, "config": config})
+
+    while step < max_steps:
+        ids, words, attn = data.batch(seed, step, batch_size)
+        inputs, labels = mask_batch(ids, words, np.random.default_rng([seed, step, 2]), vocab_size, mask_id, specials)
+        torch.manual_seed(seed * 1_000_003 + step)  # dropout of this step
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, lr, max_steps, warmup_steps)
+        x = torch.from_numpy(inputs.astype(np.int64))
+        y = torch.from_numpy(labels.astype(np.int64))
+        hidden = model.bert(input_ids=x, attention_mask=torch.from_numpy(attn.astype(np.int64))).last_hidden_state
+        picked = y != IGNORE
+        logits = model.cls(hidden[picked])  # the vocabulary projection only where something is predicted
+        loss = torch.nn.functional.cross_entropy(logits, y[picked])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+        optimizer.step()
+        step += 1
+        tokens += int(attn.sum())
+        elapsed = start_elapsed + time.perf_counter() - start_time
+        window["loss"] += float(loss.detach())
+        window["correct"] += int((logits.argmax(-1) == y[picked]).sum())
+        window["masked"] += int(picked.sum())
+        window["steps"] += 1
+        out_of_time = max_minutes is not None and elapsed >= 60 * max_minutes
+        if step % log_every == 0 or step == max_steps or out_of_time:
+            record = {"step": step, "loss": round(window["loss"] / window["steps"], 5),
+                      "mlm_acc": round(window["correct"] / max(1, window["masked"]), 5),
+                      "lr": optimizer.param_groups[0]["lr"], "tokens": tokens, "elapsed_s": round(elapsed, 2)}
+            with log_path.open("a", encoding="utf-8") as fh:
+                fh.write(json.dumps(record) + "\n")
+            logger.info("%s", record)
+            window = {"loss": 0.0, "correct": 0, "masked": 0, "steps": 0}
+        if step % save_every == 0 or step == max_steps or out_of_time:
+            checkpoint()
+        if export_every and step % export_every == 0:
+            export_encoder(model, tokenizer, run / "encoder")
+        if on_step is not None:
+            on_step(step)
+        if out_of_time:
+            logger.info("stopping at step %d: --max-minutes reached (resume with --resume)", step)
+            break
+    export_encoder(model, tokenizer, run / "encoder")
+    return record
+
+
+# ---------------------------------------------------------------- CLI
+
+def register_cli(sub) -> None:
+    """Add ``toolkit pretrain`` to the ``toolkit`` command's subparsers."""
+    from ..cli_io import positive_float, positive_int
+
+    p = sub.add_parser("pretrain", help="continue masked-LM pretraining (whole-word masking) of an encoder on raw texts")
+    p.add_argument("--encoder", default="zh-e5-small-base", help="base encoder name or Hugging Face folder (default zh-e5-small-base)")
+    p.add_argument("--text", nargs="*", default=[], metavar="FILE", help="UTF-8 files, one text per line")
+    p.add_argument("--from-split", nargs="*", default=[], metavar="ID", help="also the texts (not labels) of catalogue splits, e.g. cmeee:train")
+    p.add_argument("--data-root", help="corpus root for --from-split (default: $TOOLKIT_DATA_ROOT or ../shared/corpora)")
+    p.add_argument("--out", required=True, help="run folder: data cache, checkpoint, log.jsonl, encoder/")
+    p.add_argument("--max-steps", type=positive_int, default=10000, help="length of the LR schedule and of the run")
+    p.add_argument("--max-minutes", type=positive_float, help="stop (with a checkpoint and an export) after this long")
+    p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--max-length", type=positive_int, default=128)
+    p.add_argument("--lr", type=positive_float, default=5e-5)
+    p.add_argument("--threads", type=positive_int, help="CPU threads torch uses")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--log-every", type=positive_int, default=50)
+    p.add_argument("--save-every", type=positive_int, default=500, help="checkpoint every N steps")
+    p.add_argument("--export-every", type=positive_int, default=0, help="also export RUN/encoder every N steps (default: at the end)")
+    p.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint, bit-identically")
+    p.set_defaults(func=_cmd_pretrain)
+
+
+def _cmd_pretrain(args: argparse.Namespace) -> int:
+    if not args.text and not args.from_split:
+        raise ValueError("give texts to pretrain on: --text FILE ... and/or --from-split ID ...")
+    record = pretrain(args.encoder, args.text, args.out, splits=args.from_split, data_root=args.data_root,
+                      max_steps=args.max_steps, max_minutes=args.max_minutes, batch_size=args.batch_size,
+                      max_length=args.max_length, lr=args.lr, seed=args.seed, threads=args.threads,
+                      log_every=args.log_every, save_every=args.save_every, export_every=args.export_every or 0,
+                      resume=args.resume)
+    print(json.dumps(record | {"encoder": str(Path(args.out) / "encoder")}, ensure_ascii=False))
+    return 0

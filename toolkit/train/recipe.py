@@ -1,0 +1,324 @@
+"""Training recipes: one YAML file per model, read strictly into dataclasses.
+
+Example recipe::
+
+    name: zh-medical-ner
+    encoder: zh-e5-small-base        # a base name (see registry.BASES) or an encoder folder
+    init: pretrained                 # or "random": same architecture, random weights (a baseline)
+    num_layers: null                 # keep only the first N layers
+    max_length: 128
+    out: runs/zh-medical-ner
+    tasks:
+      ner_medical:
+        kind: tagger
+        scheme: BIO
+        train: cmeee:train           # a catalogue id, or {path: my.bio, format: columns}
+        dev: cmeee:dev
+        dev_limit: 1000
+    train:
+      epochs: 2
+      lr: 1.0e-4
+      max_minutes: 60
+"""
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from ..config import from_dict, read_yaml
+from ..data.refs import load_examples
+from ..data.examples import NerExample, PairExample, TextExample
+from ..model.encoder import Encoder
+from .. import kinds
+from .features import FeatureReport, build_features
+from ..model.manifest import TaskSpec
+from ..model.multitask import MultiTaskModel
+from ..text.normalize import NormalizationConfig, Normalizer
+from ..text.tokenization import TextTokenizer
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainSettings:
+    """Optimisation settings; every technique can be switched off."""
+
+    epochs: float = 3.0
+    max_steps: int | None = None
+    max_minutes: float | None = None
+    batch_size: int = 32
+    eval_batch_size: int = 64
+    grad_accum: int = 1
+    lr: float = 5e-5
+    head_lr: float = 1e-3
+    layer_decay: float = 0.9
+    weight_decay: float = 0.01
+    warmup: float = 0.06  # fraction of steps (< 1) or a step count
+    clip: float | None = 1.0
+    ema: float | None = None  # e.g. 0.999
+    patience: int | None = 3
+    eval_every: int = 500
+    checkpoint_every: int = 500  # also checkpointed at every evaluation
+    temperature: float = 0.8
+    bf16: bool = False
+    device: str = "cpu"  # "cuda" on a GPU machine
+    freeze_encoder: bool = False  # train only the heads (other tasks' scores then cannot move)
+    freeze_encoder_steps: int = 0
+    unfreeze_steps: int = 0
+    seed: int = 42
+    threads: int | None = None  # torch CPU threads for the run (default: torch's); 1-2 when sharing the CPU
+    early_stopping: str = "patience"  # "patience": no better dev score for `patience` evaluations; "trend": that AND a shrinking confidence gap
+    diag_every: int = 10  # log per-layer gradient norms, LR per group and label entropy every N steps (0: never)
+    tensorboard: bool | str = "auto"  # TensorBoard event files in OUT/tensorboard: true, false, or auto (when tensorboard is installed)
+
+
+@dataclass
+class TaskRecipe:
+    """One task: head kind, data, labels (inferred from train when absent), loss weight."""
+
+    kind: str
+    train: Any
+    dev: Any = None
+    labels: list[str] | None = None
+    scheme: str | None = None
+    weight: float = 1.0
+    options: dict[str, Any] = field(default_factory=dict)
+    flatten: str = "longest"
+    train_limit: int | None = None
+    dev_limit: int | None = None
+    holdout: int = 0  # when > 0 and no dev is given: this many training examples (seeded shuffle) select the model
+
+
+@dataclass
+class Recipe:
+    name: str
+    encoder: str
+    tasks: dict[str, TaskRecipe]
+    out: str = "runs/model"
+    model_out: str | None = None  # where the best model folder goes (default: OUT/model)
+    from_model: str | None = None  # continue from a trained model folder or registered name
+    init: str = "pretrained"
+    num_layers: int | None = None
+    max_length: int | None = None  # default 128, or the from_model's
+    normalization: dict[str, Any] = field(default_factory=dict)
+    data_root: str | None = None
+    licence: str | None = None  # the model's licence; unset: the card says the training data's licences apply
+    train: TrainSettings = field(default_factory=TrainSettings)
+    source: str | None = None
+    command: str | None = None  # the command that reproduces the run (set by finetune; else `toolkit train SOURCE`)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "Recipe":
+        data = read_yaml(path)  # limits and file:line syntax errors (toolkit.config)
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a YAML mapping")
+        data["tasks"] = {n: from_dict(TaskRecipe, t, f"{path}: task {n!r}") for n, t in (data.get("tasks") or {}).items()}
+        if not data["tasks"]:
+            raise ValueError(f"{path}: the recipe has no tasks")
+        data["train"] = from_dict(TrainSettings, data.get("train"), f"{path}: train")
+        recipe = from_dict(cls, data, str(path))
+        recipe.source = str(path)
+        recipe.check()
+        return recipe
+
+    def check(self) -> None:
+        """Refuse settings that contradict each other."""
+        t = self.train
+        if t.freeze_encoder and (t.freeze_encoder_steps or t.unfreeze_steps):
+            raise ValueError("freeze_encoder keeps the encoder frozen throughout; drop freeze_encoder_steps/unfreeze_steps, or freeze_encoder")
+        if t.ema is not None and not 0 < t.ema < 1:
+            raise ValueError(f"ema must be between 0 and 1 (e.g. 0.999), got {t.ema}")
+        if t.threads is not None and t.threads < 1:
+            raise ValueError(f"threads must be at least 1 (the number of CPU threads torch may use), got {t.threads}")
+        if t.early_stopping not in ("patience", "trend"):
+            raise ValueError(f"early_stopping must be 'patience' or 'trend', got {t.early_stopping!r}")
+        if t.diag_every < 0:
+            raise ValueError(f"diag_every must be 0 (no step diagnostics) or a number of steps, got {t.diag_every}")
+        if t.tensorboard not in (True, False, "auto"):
+            raise ValueError(f"tensorboard must be true, false or auto, got {t.tensorboard!r}")
+        if self.from_model and self.num_layers is not None:
+            raise ValueError("num_layers cannot change a model that is continued (from_model); truncate when training from a base encoder")
+
+    def card(self, scores: dict[str, dict], data: dict[str, TaskData] | None = None) -> str:
+        """Model card: start point, data files (sha256, example counts), selection split, metric and
+        value, licence, the command that reproduces the run, date and toolkit version."""
+        from datetime import date
+
+        from ..version import __version__
+
+        start = f"the model `{self.from_model}`" if self.from_model else f"`{self.encoder}` ({self.init} init)"
+        lines = [f"# {self.name}", "", f"Fine-tuned from {start} by toolkit {__version__} on {date.today().isoformat()}; max length {self.max_length}.", ""]
+        lines += ["| task | kind | labels | trained on | model selected on | metric | value |", "|---|---|---|---|---|---|---|"]
+        files: list[str] = []
+        for t, spec in self.tasks.items():
+            s, d = scores.get(t, {}), (data or {}).get(t)
+            train = _ref(spec.train) + (f" ({d.examples} examples)" if d else "")
+            if spec.holdout:
+                dev = f"{len(d.dev) if d else spec.holdout} examples held out from the training data (seed {self.train.seed})"
+            elif spec.dev is None:
+                dev = "no dev data: the model of the last step"
+            else:
+                dev = _ref(spec.dev) + (f" (first {spec.dev_limit})" if spec.dev_limit else "") + (f" ({len(d.dev)} examples)" if d else "")
+            metric, value = (s["metric"], f"{s['main']:.4f}") if "main" in s else ("none", "not evaluated")
+            lines.append(f"| {t} | {spec.kind} | {', '.join(d.labels) if d else '-'} | {train} | {dev} | {metric} | {value} |")
+            files += [f for f in _paths(spec.train) + _paths(spec.dev) if f not in files]
+        if files:
+            lines += ["", "Data files:", ""] + [f"- `{f}`: {_digest(f)}" for f in files]
+        data_names = ", ".join(_ref(spec.train) for spec in self.tasks.values())
+        licence = self.licence or f"not stated; the licence of the training data ({data_names}) applies"
+        command = self.command or (f"toolkit train {self.source}" if self.source else None)
+        lines += ["", f"Licence: {licence}.", "", "Reproduce:", ""]
+        if command:
+            lines += ["```bash", command, "```", ""]
+        else:  # built in Python: the recipe itself reproduces it
+            from dataclasses import asdict
+
+            lines += ["```yaml", yaml.safe_dump(asdict(self), allow_unicode=True, sort_keys=False).rstrip(), "```", "", "(save as recipe.yaml; run `toolkit train recipe.yaml`)", ""]
+        return "\n".join(lines)
+
+
+def _paths(ref: Any) -> list[str]:
+    """The files a data reference names (catalogue ids name none: the catalogue records their sha256)."""
+    if isinstance(ref, list):
+        return [p for r in ref for p in _paths(r)]
+    return [str(ref["path"])] if isinstance(ref, dict) and "path" in ref else []
+
+
+def _digest(path: str) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as err:
+        return f"not readable when the card was written ({err.strerror})"
+    return f"sha256 {digest.hexdigest()}"
+
+
+def _ref(ref: Any) -> str:
+    if ref is None:
+        return "-"
+    if isinstance(ref, dict):
+        return str(ref.get("path"))
+    if isinstance(ref, list):
+        return " + ".join(_ref(r) for r in ref)
+    return str(ref)
+
+
+@dataclass
+class TaskData:
+    """One task's training features, dev examples, loss weight, and for the card: how many training
+    examples the features came from and the head's labels."""
+
+    train: list
+    dev: list
+    weight: float = 1.0
+    examples: int = 0
+    labels: list[str] = field(default_factory=list)
+
+
+def split_holdout(examples: list, n: int, seed: int) -> tuple[list, list]:
+    """``(train, holdout)``: about ``n`` examples held out by distinct text (seeded), so no text is in both."""
+    from ..data.validation import example_key
+
+    keys = sorted({example_key(ex) for ex in examples}, key=str)
+    order = np.random.default_rng(seed).permutation(len(keys))
+    held: set = set()
+    count = Counter(example_key(ex) for ex in examples)
+    total = 0
+    for i in order:
+        if total >= n:
+            break
+        held.add(keys[i])
+        total += count[keys[i]]
+    train = [ex for ex in examples if example_key(ex) not in held]
+    dev = [ex for ex in examples if example_key(ex) in held]
+    return train, dev
+
+
+def build_encoder(recipe: Recipe) -> tuple[Encoder, TextTokenizer]:
+    from ..registry import base_path
+
+    if recipe.init not in ("pretrained", "random"):
+        raise ValueError(f"init must be 'pretrained' or 'random', got {recipe.init!r}")
+    path = base_path(recipe.encoder)
+    encoder = Encoder.from_pretrained(path, num_layers=recipe.num_layers, random_init=recipe.init == "random")
+    if recipe.init == "random":
+        logger.info("encoder initialised randomly (baseline)")
+    return encoder, TextTokenizer.from_pretrained(path)
+
+
+def _start(recipe: Recipe) -> tuple[Encoder, TextTokenizer, dict, NormalizationConfig, int, dict]:
+    """Encoder, tokenizer, inherited heads, normalisation, max length and metrics the recipe starts from."""
+    if recipe.from_model:
+        from ..registry import resolve
+
+        path, _ = resolve(recipe.from_model)
+        if recipe.num_layers is not None:
+            raise ValueError("num_layers cannot change a model that is continued (its other heads were trained on every layer); truncate when training from a base encoder")
+        source = MultiTaskModel.load(path)
+        if recipe.normalization and NormalizationConfig.from_dict(recipe.normalization) != source.normalization:
+            raise ValueError("a model continued with from_model keeps its normalisation; remove 'normalization' from the recipe")
+        logger.info("continuing from %s (tasks %s)", path, source.tasks)
+        return source.encoder, source.tokenizer, dict(source.heads), source.normalization, recipe.max_length or source.max_length, source.metrics
+    encoder, tokenizer = build_encoder(recipe)
+    return encoder, tokenizer, {}, NormalizationConfig.from_dict(recipe.normalization), recipe.max_length or 128, {}
+
+
+def prepare(recipe: Recipe) -> tuple[MultiTaskModel, dict[str, TaskData]]:
+    """Build the model and the training features / dev examples of every task.
+
+    With ``recipe.from_model`` the encoder, tokenizer, normalisation and the other heads come from
+    that model; a task's head is reused when its kind, labels and scheme match, else made anew.
+    """
+    encoder, tokenizer, heads, normalization, max_length, metrics = _start(recipe)
+    if max_length > encoder.max_positions:
+        logger.warning("max_length %d is more than the encoder's %d positions; using %d", max_length, encoder.max_positions, encoder.max_positions)
+        max_length = encoder.max_positions
+    recipe.max_length = max_length
+    normalizer = Normalizer(normalization)
+    data = {}
+    for name, t in recipe.tasks.items():
+        train = load_examples(t.train, recipe.data_root, t.train_limit)
+        dev = load_examples(t.dev, recipe.data_root, t.dev_limit)
+        if t.holdout:
+            if dev:
+                raise ValueError(f"task {name!r}: give either dev or holdout, not both")
+            train, dev = split_holdout(train, t.holdout, recipe.train.seed)
+            logger.info("task %s: %d training examples held out for model selection", name, len(dev))
+        if not train:
+            raise ValueError(f"task {name!r}: no training examples from {t.train!r}")
+        kind = kinds.get(t.kind)
+        old = heads.get(name)
+        labels = t.labels or kind.infer_labels(train)
+        if not t.labels and old is not None and old.kind == t.kind and set(labels) <= set(old.labels):
+            labels = list(old.labels)  # keep the trained head's label order (and labels this data lacks)
+        spec = TaskSpec.from_dict(name, {"kind": t.kind, "labels": labels, "scheme": t.scheme, "options": t.options})
+        kind.spec_defaults(spec)
+        if old is not None and old.spec() == spec.build_head(encoder.hidden_size).spec():
+            head = old
+            logger.info("task %s: reusing the head of the model it continues from", name)
+        else:
+            if old is not None:
+                logger.warning("task %s: the previous head has other labels or settings; training a new head", name)
+            head = spec.build_head(encoder.hidden_size)
+        heads[name] = head
+        report = FeatureReport()
+        options = {"flatten": t.flatten} if "flatten" in kind.feature_options else {}
+        feats = build_features(kind, train, spec, tokenizer, normalizer, recipe.max_length, report, **options)
+        report.log(f"{name} train")
+        data[name] = TaskData(feats, dev, t.weight, len(train), list(labels))
+        logger.info("task %s: %d training sequences, %d dev examples, labels %s", name, len(feats), len(dev), labels)
+    model = MultiTaskModel(encoder, tokenizer, heads, normalization, max_length, metrics, name=recipe.name)
+    return model, data
+
+
+__all__ = ["Recipe", "TaskRecipe", "TrainSettings", "TaskData", "prepare", "load_examples", "NerExample", "TextExample", "PairExample"]
