@@ -6,7 +6,11 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
+
+from .errors import ModelFolderError
+
+MANIFEST = "toolkit.yaml"  # the manifest of a model folder
 
 _DIGESTS: dict[tuple[str, int, int], str] = {}
 
@@ -53,3 +57,33 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def load_safetensors(path: str | Path, framework: str = "pt") -> dict[str, Any]:
+    """The tensors of a head's ``.safetensors`` file (``framework`` ``"pt"`` or ``"numpy"``); a file the
+    library cannot read is a :class:`~toolkit.errors.ModelFolderError` naming it."""
+    if framework == "numpy":
+        from safetensors.numpy import load_file
+    else:
+        from safetensors.torch import load_file
+    try:
+        return load_file(str(path))
+    except Exception as err:  # safetensors raises its own SafetensorError, OSError, or ValueError
+        raise ModelFolderError(f"{path} cannot be read as safetensors ({type(err).__name__}: {err}); restore it "
+                               "from a good copy of the model folder or re-save the model") from err
+
+
+def check_shapes(path: str | Path, task: str, expected: dict[str, tuple[int, ...]], found: dict[str, tuple[int, ...]]) -> None:
+    """Refuse head weights that do not fit the head the manifest describes (e.g. a changed label list)."""
+    missing, extra = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
+    if missing or extra:
+        raise ModelFolderError(f"{path} does not hold the weights of task {task!r} as {MANIFEST} describes it "
+                               f"(missing {missing}, unexpected {extra}); check the task's kind and options in {MANIFEST}")
+    for key in expected:
+        if tuple(expected[key]) != tuple(found[key]):
+            raise ModelFolderError(f"{path}: {key} has shape {list(found[key])} but task {task!r} in {MANIFEST} needs "
+                                   f"{list(expected[key])}; its labels (or scheme) no longer match the trained head: "
+                                   f"restore the labels list the model was saved with")
+
+
+# ------------------------------------------------------------------ atomic writes

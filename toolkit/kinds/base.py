@@ -137,6 +137,13 @@ class HeadKind:
         """The result for a text (or pair) with no tokens: it is not run through the model."""
         raise NotImplementedError
 
+    def tune(self, outputs_at: Callable[[dict[str, Any]], list], examples: Sequence) -> dict[str, Any]:
+        """Decoding options chosen on dev ``examples`` (e.g. a span head's threshold), or ``{}``.
+        ``outputs_at(overrides)`` returns the head's results on the examples decoded with those
+        option overrides; training calls this before each evaluation and saves what it returns
+        in the head's options."""
+        return {}
+
     # ---------------------------------------------------------------- evaluation
     def comparable(self, outputs: Sequence) -> list:
         """Pipeline results in a form that compares and scores (e.g. sorted span tuples, labels)."""

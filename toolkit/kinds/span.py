@@ -16,9 +16,9 @@ of a long text runs; windows are merged with nested spans allowed
 
 Head options (recipe ``options:``, stored in the manifest): ``head_size`` (64), ``max_span`` (32
 tokens), ``threshold`` (0.5), ``flat`` (false), ``dropout`` (0.1). The threshold is read from the
-manifest at load time; to use another one, set it in the recipe (``options: {threshold: 0.4}``) or
-edit ``options.threshold`` in the folder's ``toolkit.yaml`` (decoding only: the weights and the ONNX
-export stay valid), and pick it on dev data with :func:`best_threshold`.
+manifest at load time. Training chooses it on the dev data at every evaluation (:meth:`SpanKind.tune`,
+:func:`best_threshold`) and saves it with the head; to use another one, edit ``options.threshold``
+in the folder's ``toolkit.yaml`` (decoding only: the weights and the ONNX export stay valid).
 
 Example:
     >>> dec = SpanDecoder(["dis", "sym"], threshold=0.5, max_span=4)
@@ -197,6 +197,13 @@ class SpanKind(SpanResults, HeadKind):
         except (TypeError, ValueError) as err:
             raise ConfigError(f"{where or spec.name}: task {spec.name!r}: {err}; fix its options in toolkit.yaml") from err
         return SpanDecoder(spec.labels, options["threshold"], options["max_span"], options["flat"])
+
+    def tune(self, outputs_at: Callable[[dict[str, Any]], list], examples: Sequence) -> dict[str, Any]:
+        """The threshold that scores best on dev ``examples`` (:func:`best_threshold`, from one nested
+        decoding at a low threshold); ``{}`` when no threshold finds a correct entity."""
+        floor = 0.05
+        threshold, f1 = best_threshold(outputs_at({"threshold": floor, "flat": False}), examples, floor)
+        return {"threshold": threshold} if f1 > 0 else {}
 
     def stack(self, outputs: list[np.ndarray]) -> np.ndarray:
         """Concatenate batches along axis 0, zero-padding both sequence axes (2 and 3) to the longest."""

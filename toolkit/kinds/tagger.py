@@ -189,7 +189,7 @@ class TaggerKind(SpanResults, HeadKind):
         return out
 
     def decoder(self, spec: Any, state: Callable[[], Mapping[str, np.ndarray]], where: str = "") -> TagDecoder:
-        from ..model.folder import check_shapes
+        from ..files import check_shapes
 
         scheme = check_scheme(spec.scheme or "BIO")
         tags = tag_set(spec.labels, scheme)

@@ -38,8 +38,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Iterator, Mapping, Protocol
 
 from ..errors import ConfigError, DestinationExistsError, ModelFileMissingError, ModelFolderError
-from ..files import file_sha256
-from ..registry import MANIFEST
+from ..files import MANIFEST, file_sha256
 
 
 
@@ -183,34 +182,6 @@ def check_safetensors(path: Path, shown: Path | None = None) -> None:
                                f"has {size}; {hint}")
 
 
-def load_safetensors(path: str | Path, framework: str = "pt") -> dict[str, Any]:
-    """The tensors of a head's ``.safetensors`` file (``framework`` ``"pt"`` or ``"numpy"``); a file the
-    library cannot read is a :class:`~toolkit.errors.ModelFolderError` naming it."""
-    if framework == "numpy":
-        from safetensors.numpy import load_file
-    else:
-        from safetensors.torch import load_file
-    try:
-        return load_file(str(path))
-    except Exception as err:  # safetensors raises its own SafetensorError, OSError, or ValueError
-        raise ModelFolderError(f"{path} cannot be read as safetensors ({type(err).__name__}: {err}); restore it "
-                               "from a good copy of the model folder or re-save the model") from err
-
-
-def check_shapes(path: str | Path, task: str, expected: dict[str, tuple[int, ...]], found: dict[str, tuple[int, ...]]) -> None:
-    """Refuse head weights that do not fit the head the manifest describes (e.g. a changed label list)."""
-    missing, extra = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
-    if missing or extra:
-        raise ModelFolderError(f"{path} does not hold the weights of task {task!r} as {MANIFEST} describes it "
-                               f"(missing {missing}, unexpected {extra}); check the task's kind and options in {MANIFEST}")
-    for key in expected:
-        if tuple(expected[key]) != tuple(found[key]):
-            raise ModelFolderError(f"{path}: {key} has shape {list(found[key])} but task {task!r} in {MANIFEST} needs "
-                                   f"{list(expected[key])}; its labels (or scheme) no longer match the trained head: "
-                                   f"restore the labels list the model was saved with")
-
-
-# ------------------------------------------------------------------ atomic writes
 @contextlib.contextmanager
 def atomic_folder(path: str | Path) -> Iterator[Path]:
     """Write a folder atomically: yields a temporary sibling; on success it replaces ``path``.
@@ -305,5 +276,5 @@ def interrupted_save_hint(path: str | Path) -> str:
     return f" (a save was interrupted: the previous version is in {olds[-1]}; rename it to {final})" if olds else ""
 
 
-__all__ = ["atomic_folder", "check_safetensors", "check_shapes", "checksums", "load_safetensors", "needed_files",
+__all__ = ["atomic_folder", "check_safetensors", "checksums", "needed_files",
            "relative_path", "replace_folder", "verify"]

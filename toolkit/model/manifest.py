@@ -38,7 +38,7 @@ from ..errors import ConfigError, ModelFileMissingError, UnknownNameError
 from .folder import checksums, interrupted_save_hint, needed_files, relative_path
 from ..text.normalize import NormalizationConfig
 from .. import kinds
-from ..registry import MANIFEST
+from ..files import MANIFEST
 from ..version import __version__
 
 FORMAT_VERSION = 1

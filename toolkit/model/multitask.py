@@ -25,7 +25,8 @@ import torch
 from torch import nn
 
 from .encoder import Encoder
-from .folder import atomic_folder, check_shapes, load_safetensors, verify
+from ..files import check_shapes, load_safetensors
+from .folder import atomic_folder, verify
 from ..heads.base import Head
 from .manifest import Manifest, TaskSpec
 from ..text.normalize import NormalizationConfig

@@ -115,7 +115,8 @@ class Bundle:
     def from_folder(cls, path: str | Path, tasks: Sequence[str] | None = None, verified: bool = False) -> "Bundle":
         """The bundle of ``tasks`` (default: all) of a model folder, read without torch. The folder
         is verified first (checksums, paths, file types) unless the caller just did."""
-        from ..model.folder import load_safetensors, verify
+        from ..files import load_safetensors
+        from ..model.folder import verify
         from ..model.manifest import Manifest
 
         path = Path(path)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import json
-from contextlib import nullcontext
 from dataclasses import replace
 import logging
 import math
@@ -32,11 +31,11 @@ from . import distributed as dist
 from .diagnostics import Diagnostics, eval_diagnostics, should_stop
 from ..model.encoder import layer_depth
 from ..errors import InputError
-from ..runtime.evaluation import evaluate_task
 from .. import kinds
 from .features import Feature, collate
 from ..model.multitask import MultiTaskModel
-from .recipe import Recipe, TaskData, _ref, prepare
+from .recipe import Recipe, TaskData, prepare
+from .selection import evaluate_dev as _evaluate, save_best as _save_best
 from .state import EMA, load_checkpoint, recover_checkpoint, save_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -382,20 +381,3 @@ def _evaluate_step(recipe: Recipe, model: MultiTaskModel, data: dict[str, TaskDa
     if should_stop(cfg.early_stopping, state["history"], cfg.patience):
         return "early stopping" if cfg.early_stopping == "patience" else "early stopping (trend)"
     return None
-
-
-def _evaluate(model: MultiTaskModel, data: dict[str, TaskData], ema: EMA | None, batch_size: int, device: str = "cpu") -> dict[str, dict]:
-    model.eval()
-    with ema.applied(model) if ema is not None else nullcontext():
-        return {t: evaluate_task(model, t, d.dev, batch_size=batch_size, device=device, confidence=True) for t, d in data.items() if d.dev}
-
-
-def _save_best(model: MultiTaskModel, ema: EMA | None, scores: dict, path: Path, recipe: Recipe, data: dict[str, TaskData]) -> None:
-    """The only place training writes the model folder (through ``model.save``)."""
-    model.metrics = {**model.metrics, **{t: {_dev_name(recipe.tasks[t]): s} for t, s in scores.items()}}
-    with ema.applied(model) if ema is not None else nullcontext():
-        model.save(path, card=recipe.card(scores, data))
-
-
-def _dev_name(task) -> str:
-    return f"holdout:{task.holdout} of {_ref(task.train)}" if task.holdout else _ref(task.dev)

@@ -98,11 +98,12 @@ class TaskRecipe:
 @dataclass
 class Recipe:
     name: str
-    encoder: str
     tasks: dict[str, TaskRecipe]
+    encoder: str = ""  # a base name or encoder folder; not needed with from_model
     out: str = "runs/model"
     model_out: str | None = None  # where the best model folder goes (default: OUT/model)
     from_model: str | None = None  # continue from a trained model folder or registered name
+    keep_heads: bool = True  # with from_model: keep its other heads (false: the new folder holds only the recipe's tasks)
     init: str = "pretrained"
     num_layers: int | None = None
     max_length: int | None = None  # default 128, or the from_model's
@@ -142,6 +143,8 @@ class Recipe:
             raise ValueError(f"diag_every must be 0 (no step diagnostics) or a number of steps, got {t.diag_every}")
         if t.tensorboard not in (True, False, "auto"):
             raise ValueError(f"tensorboard must be true, false or auto, got {t.tensorboard!r}")
+        if not self.encoder and not self.from_model:
+            raise ValueError("the recipe needs `encoder` (a base name such as zh-e5-small-base, or an encoder folder) or `from_model` (a model to continue)")
         if self.from_model and self.num_layers is not None:
             raise ValueError("num_layers cannot change a model that is continued (from_model); truncate when training from a base encoder")
 
@@ -268,7 +271,9 @@ def _start(recipe: Recipe) -> tuple[Encoder, TextTokenizer, dict, NormalizationC
         if recipe.normalization and NormalizationConfig.from_dict(recipe.normalization) != source.normalization:
             raise ValueError("a model continued with from_model keeps its normalisation; remove 'normalization' from the recipe")
         logger.info("continuing from %s (tasks %s)", path, source.tasks)
-        return source.encoder, source.tokenizer, dict(source.heads), source.normalization, recipe.max_length or source.max_length, source.metrics
+        heads = dict(source.heads) if recipe.keep_heads else {t: h for t, h in source.heads.items() if t in recipe.tasks}
+        metrics = source.metrics if recipe.keep_heads else {t: m for t, m in source.metrics.items() if t in recipe.tasks}
+        return source.encoder, source.tokenizer, heads, source.normalization, recipe.max_length or source.max_length, metrics
     encoder, tokenizer = build_encoder(recipe)
     return encoder, tokenizer, {}, NormalizationConfig.from_dict(recipe.normalization), recipe.max_length or 128, {}
 
@@ -309,6 +314,7 @@ def prepare(recipe: Recipe) -> tuple[MultiTaskModel, dict[str, TaskData]]:
         else:
             if old is not None:
                 logger.warning("task %s: the previous head has other labels or settings; training a new head", name)
+                metrics.pop(name, None)  # the old head's scores do not describe the new one
             head = spec.build_head(encoder.hidden_size)
         heads[name] = head
         report = FeatureReport()

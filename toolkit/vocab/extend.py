@@ -61,9 +61,10 @@ from typing import Any, Literal, Sequence
 
 from ..errors import DestinationExistsError
 from ..data.examples import NerExample
-from .scan import (MAX_TERMS, MIN_TERM_COUNT, BoundaryReport, EmbeddingSources, NewCharacter, UnkRate,
-                         added_token_boundaries, find_new_characters, is_isolated, mine_terms,
-                         unk_rate)
+from .sources import EmbeddingSources
+from .scan import (MAX_TERMS, MIN_TERM_COUNT, BoundaryReport, NewCharacter, UnkRate,
+                   added_token_boundaries, find_new_characters, is_isolated, mine_terms,
+                   unk_rate)
 
 logger = logging.getLogger(__name__)
 
