@@ -28,7 +28,7 @@ from typing import Any
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import run_info, write_results
+from common import ensure_exports, run_info, write_results
 from splits import SPLITS
 
 logger = logging.getLogger("benchmarks.accuracy")
@@ -151,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     anchors = yaml.safe_load((HERE / "anchors.yaml").read_text(encoding="utf-8"))
     rows = []
     for name, spec in plan_of(args):
+        ensure_exports(name, specs)
         out = compare_runtimes(name, spec["dataset"], task=spec.get("task"), runtimes=specs, data_root=args.data_root, limit=args.limit, batch_size=args.batch_size, progress=False, exclude=spec.get("exclude"))
         rows.append(row_of(name, spec, out, anchors, args.int8_tolerance))
         logger.info("%s on %s: %s", name, rows[-1]["dataset"], ", ".join(f"{s} {v:.2f}" for s, v in rows[-1]["values"].items()))

@@ -24,6 +24,22 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+CPU_FLAGS = ("amx_bf16", "amx_int8", "amx_tile", "avx512_bf16", "avx512_vnni", "avx512bw", "avx512f", "avx_vnni", "avx2", "fma")
+
+
+def cpu_flags() -> str:
+    """The flags of :data:`CPU_FLAGS` the CPU has (``/proc/cpuinfo``), space-separated: bf16 and int8
+    speed depend on them (AMX or not), so two machines' numbers can be told apart."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                have = set(line.split(":", 1)[1].split())
+                return " ".join(f for f in CPU_FLAGS if f in have) or "none of " + " ".join(CPU_FLAGS)
+    except OSError:
+        pass
+    return "unknown"
+
+
 def run_info(argv: list[str], threads: int | None = None) -> dict[str, Any]:
     """Command, commit, date, hardware and library versions; ``threads``: what the run used (default: torch's)."""
     root = Path(__file__).resolve().parent.parent
@@ -39,6 +55,7 @@ def run_info(argv: list[str], threads: int | None = None) -> dict[str, Any]:
         "commit": commit + (" (uncommitted changes)" if dirty else ""),
         "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "hardware": f"{_cpu_model()}, {os.cpu_count()} CPUs, {platform.platform()}",
+        "cpu_flags": cpu_flags(),
         "torch": torch.__version__,
         "threads": threads if threads is not None else torch.get_num_threads(),
     }
@@ -51,6 +68,19 @@ def write_results(name: str, data: dict[str, Any], markdown: str) -> None:
     run = data["run"]
     tail = "\n".join(f"- {k}: `{v}`" if k == "command" else f"- {k}: {v}" for k, v in run.items())
     (RESULTS / f"{name}.md").write_text(markdown.rstrip() + "\n\n" + tail + "\n", encoding="utf-8")
+
+
+def ensure_exports(model: str, runtimes: list[str] | tuple[str, ...]) -> None:
+    """Export ``model`` (a registered name or folder) to ONNX for the ``onnx`` / ``onnx-int8``
+    runtime specs among ``runtimes``, when its folder has no up-to-date graph: ``load()`` never does
+    it unasked, so a benchmark asks explicitly (this needs torch)."""
+    from toolkit.registry import resolve
+    from toolkit.runtime.export import ensure_export
+
+    folder, _ = resolve(model)
+    for spec in runtimes:
+        if spec.startswith("onnx"):
+            ensure_export(folder, "int8" if spec.endswith("int8") else None)
 
 
 def rss_mb() -> float:

@@ -161,7 +161,7 @@ def main() -> None:
     from toolkit import load
     from toolkit.cli_io import jsonable
 
-    direct = jsonable(load(args.model, runtime="onnx", quantize="int8", threads=args.threads)(pool[: args.check]))
+    direct = jsonable(load(args.model, runtime="onnx", quantize="int8", threads=args.threads, export=True)(pool[: args.check]))
     servers: dict[str, ServerProcess] = {}
     try:
         for mode, (max_batch, wait) in modes.items():  # all up at once, idle ones cost no CPU

@@ -153,7 +153,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     else:
         run = f"{summary['run']} ({folder_mb(summary['run'])} MB: checkpoint for --resume, training log; --no-keep-run removes the checkpoint)"
     best = summary["history"][-1]["scores"] if summary["history"] else {}
-    print(json.dumps({"model": summary["model"], "steps": summary["steps"], "resumed_from": summary["resumed_from"], "stopped_by": summary["stopped_by"], "minutes": summary["minutes"], "best_mean_dev": summary["best_mean_dev"], "last_dev": {t: s["main"] for t, s in best.items()}}, ensure_ascii=False, indent=2))
+    print(json.dumps({"model": summary["model"], "steps": summary["steps"], "resumed_from": summary["resumed_from"], "stopped_by": summary["stopped_by"], "minutes": summary["minutes"], "dtype": summary.get("dtype"), "best_mean_dev": summary["best_mean_dev"], "last_dev": {t: s["main"] for t, s in best.items()}}, ensure_ascii=False, indent=2))
     print(f"load it with: toolkit.load({summary['model']!r})\nrun folder: {run}")
     return 0
 
@@ -285,6 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=positive_int, help="CPU threads torch trains with (default: torch's, one per core); 1-2 when other jobs share the CPU, which can be 10x faster")
     p.add_argument("--no-progress", action="store_true")
     add_train_arguments(p)  # early stopping and diagnostics (toolkit.train.diagnostics)
+    p.add_argument("--dtype", choices=["auto", "fp32", "bf16"], help="fp32, bf16 autocast, or auto (default): whichever a short measurement on this CPU finds faster, cached per CPU; a resumed run keeps its checkpoint's")
+    p.add_argument("--max-tokens", type=positive_int, help="token budget per batch: at most this many padded tokens (fewer sequences per batch of long texts)")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("export", help="export a model to ONNX (one graph for the encoder and all heads), optionally int8")
@@ -315,6 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .train.pretrain import register_cli as register_pretrain
 
     register_pretrain(sub)
+    from .train.gpu_job import register_cli as register_gpu_job
+
+    register_gpu_job(sub)
 
     p = sub.add_parser("eval", help="score a model on a dataset split or your own file, on the original texts")
     p.add_argument("model", help="registered name or model folder")

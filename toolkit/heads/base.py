@@ -12,8 +12,8 @@ class Head(nn.Module):
 
     ``forward(hidden, batch)`` returns the tensor that decoding needs (emissions or logits); it is
     all that runs inside the encoder pass (and all that the ONNX export contains). ``loss`` turns that
-    output and the gold targets into a scalar; ``decoder()`` returns a numpy-only object that turns
-    outputs into predictions (see :mod:`toolkit.kinds.decoding`).
+    output and the gold targets into a scalar. Turning outputs into predictions is the head's kind's
+    job (numpy only, shared by every runtime: :mod:`toolkit.kinds`).
     """
 
     kind: ClassVar[str]
@@ -32,9 +32,6 @@ class Head(nn.Module):
         return {"kind": self.kind, "labels": list(self.labels), "options": dict(self.options)}
 
     def loss(self, output: torch.Tensor, batch: dict[str, torch.Tensor], targets: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    def decoder(self):
         raise NotImplementedError
 
 

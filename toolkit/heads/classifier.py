@@ -6,7 +6,6 @@ from typing import Literal, Sequence
 import torch
 from torch import nn
 
-from ..kinds.decoding import LabelDecoder
 from .base import Head, focal_cross_entropy
 
 
@@ -46,6 +45,3 @@ class ClassifierHead(Head):
 
     def loss(self, output: torch.Tensor, batch: dict[str, torch.Tensor], targets: torch.Tensor) -> torch.Tensor:
         return focal_cross_entropy(output.float(), targets, self.focal_gamma)
-
-    def decoder(self) -> LabelDecoder:
-        return LabelDecoder(self.labels)

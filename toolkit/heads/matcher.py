@@ -6,7 +6,6 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..kinds.decoding import LabelDecoder
 from .base import Head, focal_cross_entropy
 
 
@@ -49,6 +48,3 @@ class MatcherHead(Head):
 
     def loss(self, output: torch.Tensor, batch: dict[str, torch.Tensor], targets: torch.Tensor) -> torch.Tensor:
         return focal_cross_entropy(output.float(), targets, self.focal_gamma)
-
-    def decoder(self) -> LabelDecoder:
-        return LabelDecoder(self.labels)

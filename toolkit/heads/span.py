@@ -28,7 +28,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..kinds.span import MASKED, SpanDecoder, check_options
+from ..kinds.span import MASKED, check_options
 from .base import Head
 
 
@@ -88,7 +88,3 @@ class SpanHead(Head):
             raise ValueError(f"span targets of shape {tuple(targets.shape)} do not match the head output {tuple(output.shape)}")
         n = output.shape[0] * output.shape[1]
         return multilabel_categorical_crossentropy(output.float().reshape(n, -1), targets.float().reshape(n, -1))
-
-    def decoder(self) -> SpanDecoder:
-        o = self.options
-        return SpanDecoder(self.labels, o["threshold"], o["max_span"], o["flat"])

@@ -6,7 +6,6 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from ..kinds.decoding import TagDecoder
 from ..text.tags import Scheme, check_scheme, tag_set
 from .base import Head
 
@@ -51,14 +50,6 @@ class TaggerHead(Head):
         mask = torch.arange(width, device=output.device)[None] < n_words[:, None]
         return -self.crf(emissions, targets[:, :width], mask=mask, reduction="mean")
 
-    def decoder(self) -> TagDecoder:
-        return TagDecoder(
-            self.tags,
-            self.scheme,
-            self.crf.transitions.detach().cpu().numpy(),
-            self.crf.start_transitions.detach().cpu().numpy(),
-            self.crf.end_transitions.detach().cpu().numpy(),
-        )
 
     def spec(self) -> dict[str, Any]:
         spec = super().spec()

@@ -38,7 +38,7 @@ from ..errors import ConfigError
 from ..results import Entity
 from ..text.encode import Encoded
 from .base import Feature, HeadKind, Item
-from .tagger import SpanResults, merge_windows, token_spans, training_windows
+from .tagger import SpanResults, merge_windows, windowed_spans
 
 DEFAULTS: dict[str, Any] = {"head_size": 64, "max_span": 32, "threshold": 0.5, "flat": False, "dropout": 0.1}
 MASKED = -1e4  # the logit of a cell that is no span: finite, so ONNX, int8 and the pipeline's finiteness check hold
@@ -162,23 +162,16 @@ class SpanKind(SpanResults, HeadKind):
     def features(self, examples, encoded: Sequence[Encoded], spec, max_length, tokenizer, report) -> list[Feature]:
         max_span = int(spec.options.get("max_span", DEFAULTS["max_span"]))
         index = {label: i for i, label in enumerate(spec.labels)}
-        out: list[Feature] = []
-        for ex, enc in zip(examples, encoded):
-            report.counts["examples"] += 1
-            if len(enc.ids) == 0:
-                report.counts["empty texts skipped"] += 1
-                continue
-            spans = sorted(set(token_spans(ex, enc, set(spec.labels), report)))  # nested kept
+
+        def short(spans: list) -> list:  # nested kept; spans longer than max_span cannot be scored
+            spans = sorted(set(spans))
             report.counts["spans longer than max_span"] += sum(e - s > max_span for s, e, _ in spans)
-            spans = [sp for sp in spans if sp[1] - sp[0] <= max_span]
-            covered = 0
-            for w in training_windows(enc, max_length):
-                inside = [(s - w.start, e - w.start, index[lab]) for s, e, lab in spans if w.start <= s and e <= w.end]
-                covered += len(inside)
-                target = SpanTarget(np.array(inside, dtype=np.int64).reshape(-1, 3), len(spec.labels))
-                out.append(Feature(tokenizer.with_specials(enc.ids[w.start : w.end]), target))
-                report.counts["sequences"] += 1
-            report.counts["spans cut by a window"] += len(spans) - covered
+            return [sp for sp in spans if sp[1] - sp[0] <= max_span]
+
+        out: list[Feature] = []
+        for ids, local in windowed_spans(examples, encoded, spec.labels, max_length, report, post=short):
+            target = SpanTarget(np.array([(s, e, index[lab]) for s, e, lab in local], dtype=np.int64).reshape(-1, 3), len(spec.labels))
+            out.append(Feature(tokenizer.with_specials(ids), target))
         return out
 
     def targets(self, features: Sequence[Feature], length: int) -> np.ndarray:

@@ -53,6 +53,27 @@ def training_windows(encoded: Encoded, max_length: int):
     return make_windows(len(encoded.ids), max_tokens, cuts, stride=0)
 
 
+def windowed_spans(examples: Sequence, encoded: Sequence[Encoded], labels: Sequence[str], max_length: int, report: Any,
+                   kept: Callable[[list], tuple[list, list]] | None = None, post: Callable[[list], list] | None = None):
+    """For every disjoint training window of every example: ``(ids of the window without specials,
+    its gold token spans as (start, end, label) local to the window)``. ``kept`` filters the
+    normalised spans (flattening), ``post`` the token spans; what is lost is counted in ``report``."""
+    for ex, enc in zip(examples, encoded):
+        report.counts["examples"] += 1
+        if len(enc.ids) == 0:
+            report.counts["empty texts skipped"] += 1
+            continue
+        spans = token_spans(ex, enc, set(labels), report, kept)
+        spans = post(spans) if post is not None else spans
+        covered = set()
+        for w in training_windows(enc, max_length):
+            inside = [sp for sp in spans if w.start <= sp[0] and sp[1] <= w.end]
+            covered.update(inside)
+            report.counts["sequences"] += 1
+            yield enc.ids[w.start : w.end], [(s - w.start, e - w.start, lab) for s, e, lab in inside]
+        report.counts["spans cut by a window"] += len(set(spans)) - len(covered)
+
+
 def merge_windows(norm: Normalized, offsets: np.ndarray, pieces: list, nested: bool = False) -> list[Entity]:
     """Entities from every window of one text, each once: the window that owns its first token
     reports it. When that window cuts the entity at its right edge, the next (overlapping) window
@@ -165,21 +186,9 @@ class TaggerKind(SpanResults, HeadKind):
         tags = tag_set(spec.labels, scheme)
         index = {t: i for i, t in enumerate(tags)}
         out: list[Feature] = []
-        for ex, enc in zip(examples, encoded):
-            report.counts["examples"] += 1
-            if len(enc.ids) == 0:
-                report.counts["empty texts skipped"] += 1
-                continue
-            spans = token_spans(ex, enc, set(spec.labels), report, lambda s: flatten_spans(s, flatten))
-            covered = set()
-            for w in training_windows(enc, max_length):
-                inside = [sp for sp in spans if w.start <= sp[0] and sp[1] <= w.end]
-                covered.update(inside)
-                local = [(s - w.start, e - w.start, lab) for s, e, lab in inside]
-                target = np.array([index[t] for t in spans_to_tags(local, w.end - w.start, scheme)], dtype=np.int64)
-                out.append(Feature(tokenizer.with_specials(enc.ids[w.start : w.end]), target))
-                report.counts["sequences"] += 1
-            report.counts["spans cut by a window"] += len(set(spans)) - len(covered)
+        for ids, local in windowed_spans(examples, encoded, spec.labels, max_length, report, lambda s: flatten_spans(s, flatten)):
+            target = np.array([index[t] for t in spans_to_tags(local, len(ids), scheme)], dtype=np.int64)
+            out.append(Feature(tokenizer.with_specials(ids), target))
         return out
 
     def targets(self, features: Sequence[Feature], length: int) -> np.ndarray:

@@ -228,5 +228,9 @@ def add_train_arguments(p) -> None:
 def train_settings(args) -> dict[str, Any]:
     """The :class:`~toolkit.train.recipe.TrainSettings` values given by :func:`add_train_arguments`' flags."""
     given = {"early_stopping": args.early_stopping, "patience": args.patience, "diag_every": args.diag_every,
-             "tensorboard": {"true": True, "false": False}.get(args.tensorboard, args.tensorboard)}
-    return {k: v for k, v in given.items() if v is not None}
+             "tensorboard": {"true": True, "false": False}.get(args.tensorboard, args.tensorboard),
+             "dtype": getattr(args, "dtype", None), "max_tokens": getattr(args, "max_tokens", None)}  # the last two: flags of toolkit.cli
+    settings = {k: v for k, v in given.items() if v is not None}
+    if "dtype" in settings:
+        settings["bf16"] = None  # --dtype replaces a recipe's deprecated bf16
+    return settings

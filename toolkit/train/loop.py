@@ -4,7 +4,8 @@
 Every technique is switchable in the recipe: AdamW; layer-wise learning-rate decay and a larger
 learning rate for the heads; linear warm-up and decay; gradient clipping; gradient accumulation;
 early stopping on the dev metric; EMA weights for evaluation and saving; freezing then gradual
-unfreezing of the encoder; length-bucketed dynamic padding; bf16 autocast; fixed seeds; checkpoint
+unfreezing of the encoder; length-bucketed dynamic padding with an optional token budget per batch; fp32 or bf16 autocast
+(``dtype: auto`` measures which is faster here, :mod:`toolkit.train.precision`); fixed seeds; checkpoint
 and resume (safetensors + JSON, no pickle); a tqdm bar and a JSONL log with per-layer gradient
 norms, LR per group, batch label entropy and dev confidence/calibration (:mod:`toolkit.train.diagnostics`;
 ``toolkit report RUN`` draws them); early stopping on patience or on the trend
@@ -34,6 +35,7 @@ from ..errors import InputError
 from .. import kinds
 from .features import Feature, collate
 from ..model.multitask import MultiTaskModel
+from .precision import autocast, choose_dtype
 from .recipe import Recipe, TaskData, prepare
 from .selection import evaluate_dev as _evaluate, save_best as _save_best
 from .state import EMA, load_checkpoint, recover_checkpoint, save_checkpoint
@@ -48,23 +50,58 @@ class StopTraining(Exception):
     """Raised by an ``on_eval`` callback of :func:`train` to end the run cleanly after that evaluation."""
 
 
-def length_batches(features: list[Feature], batch_size: int, rng: np.random.Generator, bucket: int = 50) -> list[list[int]]:
-    """Shuffled batches of similar lengths: shuffle, sort inside chunks of ``bucket`` batches, shuffle batches."""
+def length_batches(features: list[Feature], batch_size: int, rng: np.random.Generator, bucket: int = 50, max_tokens: int | None = None) -> list[list[int]]:
+    """Shuffled batches of similar lengths: shuffle, sort inside pools of ``bucket`` batches
+    (``bucket * batch_size`` sequences; ``bucket=0``: no sorting), cut into batches, shuffle the batches.
+
+    ``max_tokens``: a batch also holds at most ``max_tokens`` padded tokens (its longest sequence
+    times its size), so batches of long texts hold fewer sequences; never more than ``batch_size``,
+    and a sequence longer than the budget forms a batch of its own. Unset: batches of
+    ``batch_size`` (the draws of the random generator are the same as before the option existed).
+
+    >>> from types import SimpleNamespace as F
+    >>> feats = [F(ids=[0] * n) for n in (3, 9, 4, 8)]
+    >>> sorted(sorted(map(int, b)) for b in length_batches(feats, 4, np.random.default_rng(0), max_tokens=18))
+    [[0, 2], [1, 3]]
+    """
     order = rng.permutation(len(features))
     batches = []
-    chunk = batch_size * bucket
+    chunk = batch_size * bucket if bucket > 0 else len(order) or 1
     for i in range(0, len(order), chunk):
-        part = sorted(order[i : i + chunk], key=lambda j: len(features[j].ids))
-        batches += [part[k : k + batch_size] for k in range(0, len(part), batch_size)]
+        part = order[i : i + chunk]
+        if bucket > 0:
+            part = sorted(part, key=lambda j: len(features[j].ids))
+        if max_tokens is None:
+            batches += [list(part[k : k + batch_size]) for k in range(0, len(part), batch_size)]
+        else:
+            batches += _token_batches(features, part, batch_size, max_tokens)
     rng.shuffle(batches)
     return batches
 
 
-class TaskStream:
-    """Endless length-bucketed batches of one task's training features."""
+def _token_batches(features: list[Feature], part, batch_size: int, max_tokens: int) -> list[list[int]]:
+    """``part`` (in its order) cut into batches of at most ``batch_size`` sequences and ``max_tokens`` padded tokens."""
+    batches: list[list[int]] = []
+    batch: list[int] = []
+    longest = 0
+    for j in part:
+        n = len(features[j].ids)
+        if batch and (len(batch) == batch_size or (len(batch) + 1) * max(longest, n) > max_tokens):
+            batches.append(batch)
+            batch, longest = [], 0
+        batch.append(j)
+        longest = max(longest, n)
+    if batch:
+        batches.append(batch)
+    return batches
 
-    def __init__(self, data: TaskData, batch_size: int, rng: np.random.Generator) -> None:
+
+class TaskStream:
+    """Endless length-bucketed batches of one task's training features (see :func:`length_batches`)."""
+
+    def __init__(self, data: TaskData, batch_size: int, rng: np.random.Generator, max_tokens: int | None = None, pool: int = 50) -> None:
         self.data, self.batch_size, self.rng = data, batch_size, rng
+        self.max_tokens, self.pool = max_tokens, pool
         self.queue: list[list[int]] = []
         self.epoch = 0
 
@@ -77,9 +114,15 @@ class TaskStream:
 
     def next(self) -> list[Feature]:
         if not self.queue:
-            self.queue = length_batches(self.data.train, self.batch_size, self.rng)
+            self.queue = length_batches(self.data.train, self.batch_size, self.rng, self.pool, self.max_tokens)
             self.epoch += 1
         return [self.data.train[i] for i in self.queue.pop()]
+
+    def batches_per_epoch(self) -> int:
+        """Batches in one pass over the data (with a token budget: counted on a fixed shuffle, not this stream's)."""
+        if self.max_tokens is None:
+            return math.ceil(len(self.data.train) / self.batch_size)
+        return len(length_batches(self.data.train, self.batch_size, np.random.default_rng(0), self.pool, self.max_tokens))
 
 
 def param_groups(model: MultiTaskModel, lr: float, head_lr: float, layer_decay: float, weight_decay: float) -> list[dict]:
@@ -174,7 +217,7 @@ def _train(recipe: Recipe, resume: bool, progress: bool, overwrite: bool, on_eva
     if cfg.freeze_encoder:
         model.encoder.requires_grad_(False)
         logger.info("encoder frozen: only the heads train")
-    streams = {t: TaskStream(d, cfg.batch_size, rng) for t, d in data.items()}
+    streams = {t: TaskStream(d, cfg.batch_size, rng, cfg.max_tokens, cfg.length_pool) for t, d in data.items()}
     optimizer = torch.optim.AdamW(param_groups(model, cfg.lr, cfg.head_lr, cfg.layer_decay, cfg.weight_decay), betas=(0.9, 0.999), eps=1e-8)
     ema = EMA(model, cfg.ema) if cfg.ema else None
     state = {"step": 0, "best": -1.0, "bad_evals": 0, "history": []}
@@ -184,10 +227,27 @@ def _train(recipe: Recipe, resume: bool, progress: bool, overwrite: bool, on_eva
             streams[task].restore(st)
         state["resumed_from"] = state["step"]
         logger.info("resumed from %s at step %d (best mean dev so far %.4f)", checkpoint, state["step"], state["best"])
+    state["dtype"], state["dtype_reason"] = _dtype(cfg, model, state.get("dtype"), resumed=checkpoint is not None)
     if dist.is_main():
         _trim_log(log_path, state["step"])  # resume: steps after the checkpoint are redone; from 0: a clean log
     with open(log_path if dist.is_main() else os.devnull, "a", encoding="utf-8") as log:
         return _loop(recipe, model, data, streams, optimizer, ema, rng, state, log, model_dir, progress, on_eval)
+
+
+def _dtype(cfg, model: MultiTaskModel, recorded: str | None, resumed: bool) -> tuple[str, str]:
+    """The run's dtype and why: a resumed run keeps the one its checkpoint recorded (``auto`` is not
+    measured again, so the resumed run trains bit for bit like an uninterrupted one); a setting of
+    fp32 or bf16 wins over it, with a warning. Rank 0 chooses for every rank."""
+    setting = cfg.precision()
+    if resumed and setting == "auto":
+        dtype = recorded or "fp32"  # checkpoints from before the option ran in fp32 (or were given bf16, then explicit)
+        reason = "recorded in the checkpoint" if recorded else "checkpoint without a recorded dtype: fp32, as such runs trained"
+        logger.info("training dtype %s: %s", dtype, reason)
+        return dtype, reason
+    dtype, reason = dist.on_main(lambda: choose_dtype(setting, cfg.device, model.encoder.hidden_size))
+    if resumed and recorded and dtype != recorded:
+        logger.warning("--resume with dtype %s, but the checkpoint trained in %s: the run goes on in %s and is no longer bit-identical to an uninterrupted one", dtype, recorded, dtype)
+    return dtype, reason
 
 
 def _find_checkpoint(out: Path, model_dir: Path, resume: bool, overwrite: bool) -> Path | None:
@@ -276,10 +336,10 @@ def _loop(recipe: Recipe, model: MultiTaskModel, data: dict[str, TaskData], stre
     tasks = list(data)
     sizes = np.array([len(d.train) for d in data.values()], dtype=float)
     probs = sizes**cfg.temperature / (sizes**cfg.temperature).sum()
-    steps_per_epoch = int(sum(math.ceil(len(d.train) / cfg.batch_size) for d in data.values()) / cfg.grad_accum)
+    steps_per_epoch = int(sum(st.batches_per_epoch() for st in streams.values()) / cfg.grad_accum)
     total = cfg.max_steps or max(1, int(cfg.epochs * steps_per_epoch))
     warmup = int(cfg.warmup * total) if cfg.warmup < 1 else int(cfg.warmup)
-    logger.info("training %s: %d steps (%.2f epochs), task probabilities %s", recipe.name, total, total / max(steps_per_epoch, 1), dict(zip(tasks, probs.round(3).tolist())))
+    logger.info("training %s: %d steps (%.2f epochs) in %s, task probabilities %s", recipe.name, total, total / max(steps_per_epoch, 1), state["dtype"], dict(zip(tasks, probs.round(3).tolist())))
     start = time.monotonic() - state.get("elapsed", 0.0)
     main = dist.is_main()
     bar = None
@@ -305,7 +365,7 @@ def _loop(recipe: Recipe, model: MultiTaskModel, data: dict[str, TaskData], stre
             batch, targets = {k: v.to(cfg.device) for k, v in batch.items()}, targets.to(cfg.device)
             if diag.due(step):
                 diag.batch(task, *collate(rows, model.tokenizer.pad_id, kinds.get(model.task_kind(task))))
-            with torch.autocast(torch.device(cfg.device).type, dtype=torch.bfloat16, enabled=cfg.bf16):
+            with autocast(state["dtype"], cfg.device):  # bf16: the encoder and heads' forward; the loss below is fp32
                 output = model(batch, [task])[task]
             loss = model.heads[task].loss(output.float(), batch, targets) * data[task].weight
             (loss * share / cfg.grad_accum).backward()
@@ -345,7 +405,8 @@ def _loop(recipe: Recipe, model: MultiTaskModel, data: dict[str, TaskData], stre
         bar.close()
     diag.close()
     summary = {"name": recipe.name, "steps": state["step"], "stopped_by": stop_reason, "best_mean_dev": state["best"], "minutes": round((time.monotonic() - start) / 60, 1),
-               "history": state["history"], "model": str(model_dir), "run": str(out), "resumed_from": state.get("resumed_from")}
+               "history": state["history"], "model": str(model_dir), "run": str(out), "resumed_from": state.get("resumed_from"),
+               "dtype": state["dtype"], "dtype_reason": state["dtype_reason"]}
     if main:
         (out / SUMMARY).write_text(json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8")
     return summary

@@ -8,7 +8,11 @@ into sequences ``[CLS] ... [SEP]`` of ``max_length`` tokens (texts separated by 
 Everything a step uses is a function of ``(seed, step)``: which sequences (a permutation per epoch),
 which words are masked (:func:`mask_batch`), dropout (torch is reseeded per step) and the learning
 rate (linear warm-up and decay over ``max_steps``). A checkpoint therefore only needs the weights,
-the optimizer moments and the step, and ``--resume`` continues bit-identically.
+the optimizer moments and the step, and ``--resume`` continues bit-identically (on the CPU).
+
+``--device cuda`` trains on a GPU (bf16 autocast, fp32 loss; the next batch is prepared in a thread);
+:mod:`toolkit.train.gpu_job` packs a run for a lent GPU machine; ``--distill-weight`` adds
+distillation from the original e5 (:mod:`toolkit.train.distill`).
 
 Run folder::
 
@@ -28,6 +32,7 @@ import json
 import logging
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -112,6 +117,20 @@ def file_sources(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
         st = Path(p).stat()
         out.append({"path": str(Path(p).resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns})
     return out
+
+
+def data_sources(text_files: Sequence[str | Path], splits: Sequence[str], tokenizer) -> dict[str, Any]:
+    """What ``RUN/data`` is made from (its cache key): the files, the splits and the tokenizer."""
+    return {"files": file_sources(text_files), "splits": list(splits), "tokenizer": len(tokenizer),
+            "vocab": hashlib.sha256(json.dumps(tokenizer.hf.get_vocab(), sort_keys=True).encode()).hexdigest()}
+
+
+def _on(a: np.ndarray, dev):
+    """``a`` as an int64 tensor on ``dev`` (on CUDA: copied from pinned memory, without blocking)."""
+    import torch
+
+    t = torch.from_numpy(a.astype(np.int64))
+    return t.pin_memory().to(dev, non_blocking=True) if dev.type == "cuda" else t
 
 
 class Packed:
@@ -250,16 +269,26 @@ def pretrain(encoder: str | Path, text_files: Sequence[str | Path] = (), out: st
              max_minutes: float | None = None, batch_size: int = 32, max_length: int = 128, lr: float = 5e-5,
              warmup: float = 0.06, weight_decay: float = 0.01, clip: float = 1.0, seed: int = 0,
              threads: int | None = None, log_every: int = 50, save_every: int = 500, export_every: int = 0,
-             resume: bool = False, on_step: Callable[[int], None] | None = None) -> dict[str, Any]:
+             resume: bool = False, on_step: Callable[[int], None] | None = None, dtype: str = "auto",
+             device: str = "cpu", corpus: tuple[np.ndarray, np.ndarray, dict] | None = None,
+             distill_weight: float = 0.0, teacher: str | Path = "auto", distill_loss: str = "mse",
+             mlm_weight: float = 1.0) -> dict[str, Any]:
     """Continue MLM pretraining of ``encoder``; returns the last log record.
 
     ``on_step(step)`` is called after each completed step (and its checkpoint); tests use it to
-    simulate a kill. Without ``resume``, a ``RUN`` holding a checkpoint is refused.
+    simulate a kill. Without ``resume``, a ``RUN`` holding a checkpoint is refused. ``dtype``: ``"fp32"``,
+    ``"bf16"`` (autocast over the forward pass; the loss, weights and optimizer stay fp32) or ``"auto"``
+    (:func:`toolkit.train.precision.choose_dtype`); the checkpoint records it and ``--resume`` with
+    ``"auto"`` keeps it. ``device``: ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (on CUDA a resume continues
+    the same data and schedule, but GPU kernels are not bit-reproducible). ``corpus``: ``(ids, words,
+    sources)`` already tokenised and segmented (:mod:`toolkit.train.gpu_job`), instead of ``RUN/data``.
+    ``distill_weight`` > 0 adds :mod:`toolkit.train.distill` from ``teacher`` to ``mlm_weight`` * MLM.
     """
     import torch
 
     from ..registry import base_path
     from ..text.tokenization import TextTokenizer
+    from .precision import autocast, choose_dtype
     from .state import load_checkpoint, recover_checkpoint, save_checkpoint
 
     run = Path(out)
@@ -271,8 +300,7 @@ def pretrain(encoder: str | Path, text_files: Sequence[str | Path] = (), out: st
         raise FileExistsError(f"{run} holds a checkpoint of an earlier run: pass --resume to continue it, or choose another --out")
     folder = base_path(encoder)
     tokenizer = TextTokenizer.from_pretrained(folder)
-    sources = {"files": file_sources(text_files), "splits": list(splits), "tokenizer": len(tokenizer),
-               "vocab": hashlib.sha256(json.dumps(tokenizer.hf.get_vocab(), sort_keys=True).encode()).hexdigest()}
+    sources = corpus[2] if corpus is not None else data_sources(text_files, splits, tokenizer)
 
     def texts() -> list[str]:
         out_texts: list[str] = []
@@ -283,8 +311,17 @@ def pretrain(encoder: str | Path, text_files: Sequence[str | Path] = (), out: st
         return out_texts
 
     run.mkdir(parents=True, exist_ok=True)
-    data = Packed(*prepare_data(run, texts, sources, tokenizer), max_length=max_length, tokenizer=tokenizer)
-    model = load_mlm(folder, seed)
+    arrays = corpus[:2] if corpus is not None else prepare_data(run, texts, sources, tokenizer)
+    data = Packed(*arrays, max_length=max_length, tokenizer=tokenizer)
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"--device {device}: torch sees no CUDA GPU here (torch {torch.__version__}); use --device cpu")
+    model = load_mlm(folder, seed).to(dev)
+    distiller = None
+    if distill_weight:
+        from .distill import Distiller
+
+        distiller = Distiller.for_model(teacher, tokenizer, model, loss=distill_loss)  # before the optimizer: its map trains
     if max_length > model.config.max_position_embeddings:
         raise ValueError(f"max_length {max_length} exceeds the encoder's {model.config.max_position_embeddings} positions")
     decay = [p for n, p in model.named_parameters() if p.ndim > 1]
@@ -293,7 +330,11 @@ def pretrain(encoder: str | Path, text_files: Sequence[str | Path] = (), out: st
                                    {"params": no_decay, "weight_decay": 0.0}], lr=lr)
     config = {"encoder": str(encoder), "max_steps": max_steps, "batch_size": batch_size, "max_length": max_length,
               "lr": lr, "warmup": warmup, "weight_decay": weight_decay, "clip": clip, "seed": seed, "data": sources}
+    if distiller is not None:
+        config["distill"] = {"weight": distill_weight, "mlm_weight": mlm_weight, "teacher": str(teacher),
+                             "loss": distill_loss, "layers": [list(x) for x in distiller.pairs]}
     step, tokens, elapsed = 0, 0, 0.0
+    recorded = None  # the dtype of the checkpoint resumed
     log_path = run / "log.jsonl"
     if found:
         state = load_checkpoint(found, _Unshared(model), optimizer, None, np.random.default_rng(0))
@@ -301,6 +342,7 @@ def pretrain(encoder: str | Path, text_files: Sequence[str | Path] = (), out: st
             changed = sorted(k for k in config if state["config"].get(k) != config[k])
             raise ValueError(f"--resume with different settings than the checkpoint in {found}: {', '.join(changed)}")
         step, tokens, elapsed = state["step"], state["tokens"], state["elapsed"]
+        recorded = state.get("dtype", "fp32")  # checkpoints from before the option trained in fp32
         if log_path.is_file():  # drop lines written after the checkpoint
             keep = [ln for ln in log_path.read_text(encoding="utf-8").splitlines() if ln and json.loads(ln)["step"] <= step]
             log_path.write_text("".join(ln + "\n" for ln in keep), encoding="utf-8")
@@ -308,6 +350,11 @@ def pretrain(encoder: str | Path, text_files: Sequence[str | Path] = (), out: st
     elif log_path.exists():
         log_path.unlink()
 
+    if recorded is not None and dtype == "auto":
+        run_dtype = recorded
+        logger.info("training dtype %s: recorded in the checkpoint", run_dtype)
+    else:
+        run_dtype, _ = choose_dtype(dtype, str(next(model.parameters()).device), model.config.hidden_size)
     warmup_steps = max(1, int(round(warmup * max_steps))) if warmup < 1 else int(warmup)
     specials = tokenizer.hf.all_special_ids
     mask_id = tokenizer.hf.mask_token_id
@@ -319,22 +366,33 @@ def pretrain(encoder: str | Path, text_files: Sequence[str | Path] = (), out: st
 
     def checkpoint() -> None:
         save_checkpoint(ckpt_path, _Unshared(model), optimizer, None, np.random.default_rng(0),
-                        {"step": step, "tokens": tokens, "elapsed": elapsed, "config": config})
+                        {"step": step, "tokens": tokens, "elapsed": elapsed, "config": config, "dtype": run_dtype})
 
+    def batch_of(s: int) -> tuple[np.ndarray, ...]:
+        ids, words, attn = data.batch(seed, s, batch_size)
+        return (ids, attn, *mask_batch(ids, words, np.random.default_rng([seed, s, 2]), vocab_size, mask_id, specials))
+
+    pool = ThreadPoolExecutor(1) if dev.type == "cuda" else None  # CUDA: the next batch is made while the GPU works
+    ahead = pool.submit(batch_of, step) if pool else None
     while step < max_steps:
-        ids, words, attn = data.batch(seed, step, batch_size)
-        inputs, labels = mask_batch(ids, words, np.random.default_rng([seed, step, 2]), vocab_size, mask_id, specials)
+        if pool is None:
+            ids, attn, inputs, labels = batch_of(step)
+        else:
+            ids, attn, inputs, labels = ahead.result()
+            ahead = pool.submit(batch_of, step + 1)
         torch.manual_seed(seed * 1_000_003 + step)  # dropout of this step
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, lr, max_steps, warmup_steps)
-        x = torch.from_numpy(inputs.astype(np.int64))
-        y = torch.from_numpy(labels.astype(np.int64))
-        hidden = model.bert(input_ids=x, attention_mask=torch.from_numpy(attn.astype(np.int64))).last_hidden_state
-        picked = y != IGNORE
-        logits = model.cls(hidden[picked])  # the vocabulary projection only where something is predicted
-        loss = torch.nn.functional.cross_entropy(logits, y[picked])
+        x, y, a = (_on(v, dev) for v in (inputs, labels, attn))
+        with autocast(run_dtype, str(x.device)):  # bf16: the forward pass; the loss is fp32
+            fwd = model.bert(input_ids=x, attention_mask=a, output_hidden_states=distiller is not None)
+            picked = y != IGNORE
+            logits = model.cls(fwd.last_hidden_state[picked])  # the vocabulary projection only where something is predicted
+        loss = torch.nn.functional.cross_entropy(logits.float(), y[picked])
+        total = loss if distiller is None else (
+            mlm_weight * loss + distill_weight * distiller(fwd.hidden_states, ids, labels != IGNORE, run_dtype))
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        total.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         optimizer.step()
         step += 1
@@ -349,6 +407,8 @@ def pretrain(encoder: str | Path, text_files: Sequence[str | Path] = (), out: st
             record = {"step": step, "loss": round(window["loss"] / window["steps"], 5),
                       "mlm_acc": round(window["correct"] / max(1, window["masked"]), 5),
                       "lr": optimizer.param_groups[0]["lr"], "tokens": tokens, "elapsed_s": round(elapsed, 2)}
+            if distiller is not None:
+                record["distill"] = distiller.flush()
             with log_path.open("a", encoding="utf-8") as fh:
                 fh.write(json.dumps(record) + "\n")
             logger.info("%s", record)
@@ -362,8 +422,10 @@ def pretrain(encoder: str | Path, text_files: Sequence[str | Path] = (), out: st
         if out_of_time:
             logger.info("stopping at step %d: --max-minutes reached (resume with --resume)", step)
             break
+    if pool is not None:
+        pool.shutdown(wait=True)
     export_encoder(model, tokenizer, run / "encoder")
-    return record
+    return record | {"dtype": run_dtype}
 
 
 # ---------------------------------------------------------------- CLI
@@ -389,6 +451,12 @@ def register_cli(sub) -> None:
     p.add_argument("--save-every", type=positive_int, default=500, help="checkpoint every N steps")
     p.add_argument("--export-every", type=positive_int, default=0, help="also export RUN/encoder every N steps (default: at the end)")
     p.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint, bit-identically")
+    p.add_argument("--dtype", choices=["auto", "fp32", "bf16"], default="auto", help="fp32, bf16 autocast, or auto (default): "
+                   "whichever a short measurement on this CPU finds faster, cached per CPU; --resume keeps the checkpoint's")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N (bf16 autocast under --dtype auto)")
+    from .distill import add_distill_arguments
+
+    add_distill_arguments(p)  # --distill-weight, --teacher, --distill-loss, --mlm-weight
     p.set_defaults(func=_cmd_pretrain)
 
 
@@ -399,6 +467,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
                       max_steps=args.max_steps, max_minutes=args.max_minutes, batch_size=args.batch_size,
                       max_length=args.max_length, lr=args.lr, seed=args.seed, threads=args.threads,
                       log_every=args.log_every, save_every=args.save_every, export_every=args.export_every or 0,
-                      resume=args.resume)
+                      resume=args.resume, dtype=args.dtype, device=args.device, distill_weight=args.distill_weight or 0.0,
+                      teacher=args.teacher, distill_loss=args.distill_loss, mlm_weight=args.mlm_weight)
     print(json.dumps(record | {"encoder": str(Path(args.out) / "encoder")}, ensure_ascii=False))
     return 0

@@ -66,16 +66,34 @@ class TrainSettings:
     eval_every: int = 500
     checkpoint_every: int = 500  # also checkpointed at every evaluation
     temperature: float = 0.8
-    bf16: bool = False
+    dtype: str = "auto"  # "fp32", "bf16" (autocast; weights, losses and optimizer stay fp32) or "auto": measured at the start (toolkit.train.precision), kept on resume
+    bf16: bool | None = None  # deprecated: true means dtype bf16, false dtype fp32
     device: str = "cpu"  # "cuda" on a GPU machine
     freeze_encoder: bool = False  # train only the heads (other tasks' scores then cannot move)
     freeze_encoder_steps: int = 0
     unfreeze_steps: int = 0
+    max_tokens: int | None = None  # token budget: a batch holds at most batch_size length-sorted sequences AND at most this many padded tokens (longest x count); a longer sequence trains alone
+    length_pool: int = 50  # sequences are shuffled, then sorted by length inside pools of length_pool x batch_size (less padding); 0: no sorting
     seed: int = 42
     threads: int | None = None  # torch CPU threads for the run (default: torch's); 1-2 when sharing the CPU
     early_stopping: str = "patience"  # "patience": no better dev score for `patience` evaluations; "trend": that AND a shrinking confidence gap
     diag_every: int = 10  # log per-layer gradient norms, LR per group and label entropy every N steps (0: never)
     tensorboard: bool | str = "auto"  # TensorBoard event files in OUT/tensorboard: true, false, or auto (when tensorboard is installed)
+
+    def precision(self) -> str:
+        """The dtype setting, ``"auto"``, ``"fp32"`` or ``"bf16"``, with the deprecated ``bf16`` folded in.
+
+        >>> TrainSettings(bf16=True).precision(), TrainSettings(dtype="fp32").precision()
+        ('bf16', 'fp32')
+        """
+        if self.dtype not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"dtype must be auto, fp32 or bf16, got {self.dtype!r}")
+        if self.bf16 is None:
+            return self.dtype
+        alias = "bf16" if self.bf16 else "fp32"
+        if self.dtype not in ("auto", alias):
+            raise ValueError(f"bf16: {str(self.bf16).lower()} contradicts dtype: {self.dtype}; drop bf16 (deprecated) and keep dtype")
+        return alias
 
 
 @dataclass
@@ -141,6 +159,13 @@ class Recipe:
             raise ValueError(f"early_stopping must be 'patience' or 'trend', got {t.early_stopping!r}")
         if t.diag_every < 0:
             raise ValueError(f"diag_every must be 0 (no step diagnostics) or a number of steps, got {t.diag_every}")
+        t.precision()  # dtype and the deprecated bf16 agree
+        if t.bf16 is not None:
+            logger.warning("train.bf16 is deprecated: write dtype: %s (or dtype: auto, chosen by a measurement on each machine)", t.precision())
+        if t.max_tokens is not None and t.max_tokens < 1:
+            raise ValueError(f"max_tokens must be a positive number of padded tokens per batch (or unset), got {t.max_tokens}")
+        if t.length_pool < 0:
+            raise ValueError(f"length_pool must be 0 (no length sorting) or a number of batches, got {t.length_pool}")
         if t.tensorboard not in (True, False, "auto"):
             raise ValueError(f"tensorboard must be true, false or auto, got {t.tensorboard!r}")
         if not self.encoder and not self.from_model:

