@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             from common import run_info, write_results
 
             lines = ["# Same outputs before and after: digests of every output on the shipped splits", "",
-                     f"Reference: `{args.check}` (made on the commit before the change). Every row: the sha256 of the canonical JSON "
+                     f"Reference: `{args.check}` (digests made with `--out` on an earlier commit; kept in the JSON under `reference`). Every row: the sha256 of the canonical JSON "
                      "of the model's outputs on every text of the split; **identical** means byte-identical outputs.", "",
                      "| name | split | runtime | texts | sha256 (first 16) | identical |", "|---|---|---|---:|---|---|"]
             lines += [f"| {r['name']} | {r['split']} | {r['runtime']} | {r['n']} | `{r['sha256'][:16]}` | yes |" for r in rows]

@@ -12,7 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from toolkit.train.gpu_job import SHARD_BYTES, load_shards, materialize, pack, run_job, save_shards, unpack
+from toolkit.train.gpu_job import run_job, unpack
+from toolkit.train.gpu_pack import materialize, pack
+from toolkit.train.shards import SHARD_BYTES, load_shards, save_shards
 
 TEXTS = [
     "患者三天前出现发热咳嗽，既往糖尿病史。",
@@ -55,7 +57,7 @@ def job(tiny_encoder, text_file, tmp_path_factory):
 
 def test_pack_holds_the_data_and_a_float16_encoder(job, tiny_encoder, text_file, tmp_path):
     from toolkit.text.tokenization import TextTokenizer
-    from toolkit.train.pretrain import data_sources, prepare_data
+    from toolkit.train.mlm_data import data_sources, prepare_data
 
     spec = json.loads((job / "job.json").read_text())
     assert spec["train"]["batch_size"] == 4 and spec["train"]["max_steps"] == "auto"

@@ -1,4 +1,5 @@
-"""Continued MLM pretraining (toolkit.train.pretrain) on the tiny encoder and texts written here."""
+"""Continued MLM pretraining (toolkit.train.pretrain) and its corpus (toolkit.train.mlm_data) on the
+tiny encoder and texts written here."""
 from __future__ import annotations
 
 import json
@@ -6,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from toolkit.train.pretrain import Packed, encode_corpus, load_mlm, mask_batch, pretrain
+from toolkit.train.mlm_data import Packed, encode_corpus, mask_batch
+from toolkit.train.pretrain import load_mlm, pretrain
 from toolkit.text.tokenization import TextTokenizer
 
 TEXTS = [

@@ -314,7 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .batch.cli import register_cli as register_batch
 
     register_batch(sub)
-    from .train.pretrain import register_cli as register_pretrain
+    from .train.pretrain_cli import register_cli as register_pretrain
 
     register_pretrain(sub)
     from .train.gpu_job import register_cli as register_gpu_job

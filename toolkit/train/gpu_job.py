@@ -6,12 +6,14 @@ back at most 8 files of 16 MiB (64 MiB together). So the work is split:
 1. ``pack`` (here, on the CPU): tokenise and segment the texts (the same ``RUN/data`` cache as
    ``toolkit pretrain``), and write a small folder: the token ids (uint16) and word ids (as
    differences), xz-compressed; the start encoder in float16 (xz-compressed when that saves space);
-   ``job.json`` with the training settings and checksums. jieba and opencc run only here.
+   ``job.json`` with the training settings and checksums (:mod:`toolkit.train.gpu_pack`). jieba
+   and opencc run only here.
 2. ``run`` (there): one command. Unpacks into a scratch folder, measures a few steps to fit the LR
    schedule to ``--minutes`` (``max_steps: auto``), runs :func:`toolkit.train.pretrain.pretrain` on
    the GPU (bf16 autocast, checkpoints in the scratch folder), and writes the encoder as safetensors
    shards of at most 15 MB each (``model-0000k-of-0000n.safetensors`` + ``model.safetensors.index.json``,
-   Hugging Face's sharded layout), ``config.json`` and ``log.jsonl`` (copied as training goes).
+   Hugging Face's sharded layout: :mod:`toolkit.train.shards`), ``config.json`` and ``log.jsonl``
+   (copied as training goes).
 3. ``unpack`` (here): the shards + the job's tokenizer -> a normal encoder folder, loadable by
    ``Encoder.from_pretrained``, usable as ``encoder:`` in a recipe or ``toolkit pretrain --encoder``.
    The optimizer moments stay on the GPU machine (too large to come back): a later run continues
@@ -21,23 +23,23 @@ Commands (``runs/`` is git-ignored, so the job travels only when carried)::
 
     toolkit gpu-job pack --encoder zh-e5-small-base --text ../shared/corpora/raw/medical_zh.txt \\
         --out runs/gpu_job --batch-size 128 --lr 1e-4
-    # device tool: run(command=..., carry=["runs/gpu_job"], timeout_s=600), command:
-    PYTHONUNBUFFERED=1 python3 -m toolkit.train.gpu_job run --job runs/gpu_job --out $OUT/result --minutes 8
-    toolkit gpu-job unpack --result /work/.device/.../result --job runs/gpu_job --out runs/gpu-encoder
+    # device tool: run(carry=["runs/gpu_job"], timeout_s=560, command=) the CUDA tests, then the job:
+    python3 -m pytest -q -p no:cacheprovider -k cuda tests/test_gpu_job.py tests/test_distill.py; \\
+    PYTHONUNBUFFERED=1 python3 -m toolkit.train.gpu_job run --job runs/gpu_job --out $OUT/result --minutes 7
+    toolkit gpu-job unpack --result FILES_AT/result --job runs/gpu_job --out runs/gpu-encoder
 
 Room: the tree that travels counts against the same 64 MiB; ``pack`` reports the tree's size, the
-pack's, and whether both fit. Nothing here needs a GPU: tests run all three steps with ``--device cpu``.
+pack's, and whether both fit. Measured: the fp16 base (53 MiB) packs to 23 MiB (its weights are
+dequantised 4-bit values, which xz finds); the data to about 1.07M tokens per MiB. The result of
+the base is 4 shards of 15 MB + index, config, log: 7 files, 53 MiB. Nothing here needs a GPU:
+the tests run all three steps with ``--device cpu``.
 """
 from __future__ import annotations
 
 import argparse
-import hashlib
-import io
 import json
 import logging
-import lzma
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -46,201 +48,15 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .gpu_pack import DEVICE_MIB, MIB, TRAIN_DEFAULTS, materialize, pack
+from .shards import WEIGHTS, load_shards, save_shards
+
 logger = logging.getLogger(__name__)
 
-FORMAT = 1
-MIB = 1 << 20
-SHARD_BYTES = 15_000_000
-DEVICE_MIB = 64  # what travels to the device (tree + carried) and what may come back, each
-RETURN_FILES, RETURN_FILE_MIB = 8, 16
-WEIGHTS = "model.safetensors"
-INDEX = "model.safetensors.index.json"
-TRAIN_DEFAULTS = {"batch_size": 128, "max_length": 128, "lr": 1e-4, "warmup": 0.06, "weight_decay": 0.01, "clip": 1.0,
-                  "seed": 0, "max_steps": "auto", "save_every": 1000, "log_every": 50, "dtype": "auto",
-                  "out_dtype": "float16"}
-
-
-def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _xz_array(a: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, a, allow_pickle=False)
-    return lzma.compress(buf.getvalue(), preset=6)
-
-
-def _unxz_array(path: Path) -> np.ndarray:
-    return np.load(io.BytesIO(lzma.decompress(path.read_bytes())), allow_pickle=False)
-
-
-def _cast_weights(src: Path, dtype: str) -> bytes:
-    """The safetensors bytes of ``src`` with floating tensors in ``dtype``."""
-    import torch
-    from safetensors.torch import load_file, save
-
-    state = load_file(str(src))
-    target = getattr(torch, dtype)
-    return save({k: v.to(target) if v.dtype.is_floating_point else v for k, v in state.items()}, metadata={"format": "pt"})
-
-
-def tree_mib(path: Path) -> float | None:
-    """MiB of what the device tool sends from the git checkout holding ``path`` (tracked and
-    untracked-not-ignored files), or ``None`` outside a git checkout."""
-    try:
-        top = subprocess.run(["git", "-C", str(path), "rev-parse", "--show-toplevel"], capture_output=True, text=True, check=True).stdout.strip()
-        names = subprocess.run(["git", "-C", top, "ls-files", "-z", "-co", "--exclude-standard"], capture_output=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    files = [Path(top) / n for n in names.decode("utf-8", "replace").split("\0") if n]
-    return round(sum(f.stat().st_size for f in files if f.is_file()) / MIB, 2)
-
-
-# ---------------------------------------------------------------- pack (CPU machine)
-
-def pack(encoder: str | Path, text_files: Sequence[str | Path], out: str | Path, *, splits: Sequence[str] = (),
-         data_root: str | Path | None = None, run: str | Path | None = None, max_tokens: int | None = None,
-         settings: dict[str, Any] | None = None, limit_mib: float = 60.0) -> dict[str, Any]:
-    """Write the job folder ``out``; returns a summary (sizes in MiB, tokens, whether it fits).
-
-    ``run``: a ``toolkit pretrain`` run folder whose ``RUN/data`` cache is reused (or filled);
-    ``max_tokens``: keep only the first texts, up to this many tokens.
-    """
-    from ..model.folder import replace_folder
-    from ..registry import base_path
-    from ..text.tokenization import TextTokenizer
-    from .pretrain import data_sources, prepare_data, split_texts
-
-    unknown = set(settings or {}) - set(TRAIN_DEFAULTS)
-    if unknown:
-        raise ValueError(f"unknown training settings {sorted(unknown)}; known: {sorted(TRAIN_DEFAULTS)}")
-    train = TRAIN_DEFAULTS | (settings or {})
-    folder, out = base_path(encoder), Path(out)
-    tokenizer = TextTokenizer.from_pretrained(folder)
-    sources = data_sources(text_files, splits, tokenizer)
-
-    def texts() -> list[str]:
-        lines = [ln for f in text_files for ln in Path(f).read_text(encoding="utf-8").splitlines()]
-        return lines + [t for s in splits for t in split_texts(s, data_root)]
-
-    with tempfile.TemporaryDirectory(prefix="gpu-job-data-") as scratch:
-        ids, words = prepare_data(Path(run) if run else Path(scratch), texts, sources, tokenizer)
-    if max_tokens and len(ids) > max_tokens:
-        seps = np.flatnonzero(ids[:max_tokens] == tokenizer.sep_id)
-        if not len(seps):
-            raise ValueError(f"--max-tokens {max_tokens} is shorter than the first text")
-        ids, words = ids[:seps[-1] + 1], words[:seps[-1] + 1]
-        sources = sources | {"max_tokens": int(max_tokens)}
-    small = np.uint16 if len(tokenizer) <= 1 << 16 else np.int32
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "data").mkdir(parents=True)
-    (tmp / "encoder").mkdir()
-    blobs = {"data/ids.npy.xz": _xz_array(ids.astype(small)),
-             "data/words.npy.xz": _xz_array(np.diff(words.astype(np.int64), prepend=0).astype(np.int32))}
-    weights = _cast_weights(folder / WEIGHTS, "float16")
-    packed = lzma.compress(weights, preset=6)
-    name = f"encoder/{WEIGHTS}.xz" if len(packed) < 0.95 * len(weights) else f"encoder/{WEIGHTS}"
-    blobs[name] = packed if name.endswith(".xz") else weights
-    for rel, blob in blobs.items():
-        (tmp / rel).write_bytes(blob)
-    for f in sorted(folder.iterdir()):
-        if f.is_file() and not f.name.startswith(("model", "pytorch_model")) and f.suffix in (".json", ".txt", ".model"):
-            shutil.copyfile(f, tmp / "encoder" / f.name)
-    spec = {"format": FORMAT, "encoder": {"source": str(encoder), "weights": name, "sha256": _sha(weights)},
-            "data": {"tokens": int(len(ids)), "ids_dtype": np.dtype(small).name, "sources": sources,
-                     "sha256": {"ids": _sha(ids.astype(np.int32).tobytes()), "words": _sha(words.astype(np.int32).tobytes())}},
-            "train": train, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    (tmp / "job.json").write_text(json.dumps(spec, ensure_ascii=False, indent=1), encoding="utf-8")
-    size = sum(f.stat().st_size for f in tmp.rglob("*") if f.is_file()) / MIB
-    if size > limit_mib:
-        shutil.rmtree(tmp)
-        raise ValueError(f"the job would be {size:.1f} MiB, over --limit-mib {limit_mib}: pass --max-tokens "
-                         f"(now {len(ids)} tokens) or a smaller encoder")
-    replace_folder(tmp, out)
-    data_mib = sum(len(b) for k, b in blobs.items() if k.startswith("data/")) / MIB
-    tree = tree_mib(out.resolve().parent)
-    summary = {"job": str(out), "mib": round(size, 2), "encoder_mib": round(len(blobs[name]) / MIB, 2),
-               "data_mib": round(data_mib, 2), "tokens": int(len(ids)),
-               "tokens_per_mib": int(len(ids) / max(data_mib, 1e-9)), "tree_mib": tree,
-               "fits": None if tree is None else tree + size <= DEVICE_MIB}
-    if summary["fits"] is False:
-        logger.warning("the device machine takes %d MiB in all: the tree (%.1f MiB) + this job (%.1f MiB) is too much; "
-                       "shrink the tree or the job (--max-tokens)", DEVICE_MIB, tree, size)
-    return summary
+RETURN_FILES, RETURN_FILE_MIB = 8, 16  # what the device tool gives back: files, MiB each
 
 
 # ---------------------------------------------------------------- run (GPU machine)
-
-def save_shards(state: dict, out: Path, max_bytes: int = SHARD_BYTES, metadata: dict | None = None) -> list[Path]:
-    """``state`` as ``model-0000k-of-0000n.safetensors`` files of at most ``max_bytes`` each and
-    ``model.safetensors.index.json`` (Hugging Face's layout, so ``from_pretrained`` reads it too)."""
-    from safetensors.torch import save_file
-
-    groups: list[list[str]] = [[]]
-    used = 0
-    for k, v in state.items():
-        size = v.numel() * v.element_size() + 200  # + its header entry, roughly
-        if size > max_bytes - 4096:
-            raise ValueError(f"{k} alone is {size / 1e6:.1f} MB, over the {max_bytes / 1e6:.0f} MB shard size: save in float16")
-        if used + size > max_bytes - 4096 and groups[-1]:
-            groups.append([])
-            used = 0
-        groups[-1].append(k)
-        used += size
-    out.mkdir(parents=True, exist_ok=True)
-    paths, weight_map = [], {}
-    for i, keys in enumerate(groups, 1):
-        path = out / f"model-{i:05d}-of-{len(groups):05d}.safetensors"
-        save_file({k: state[k].contiguous() for k in keys}, str(path), metadata={"format": "pt"})
-        if path.stat().st_size > max_bytes:
-            raise RuntimeError(f"{path} is {path.stat().st_size} bytes, over {max_bytes}")
-        weight_map |= {k: path.name for k in keys}
-        paths.append(path)
-    total = sum(v.numel() * v.element_size() for v in state.values())
-    index = {"metadata": {"total_size": total} | (metadata or {}), "weight_map": weight_map}
-    (out / INDEX).write_text(json.dumps(index, indent=1), encoding="utf-8")
-    return paths
-
-
-def load_shards(folder: str | Path) -> dict:
-    """The state dict of :func:`save_shards`' files, checked against the index."""
-    from safetensors.torch import load_file
-
-    folder = Path(folder)
-    index = json.loads((folder / INDEX).read_text(encoding="utf-8"))
-    state: dict = {}
-    for name in sorted(set(index["weight_map"].values())):
-        state |= load_file(str(folder / name))
-    total = sum(v.numel() * v.element_size() for v in state.values())
-    if set(state) != set(index["weight_map"]) or total != index["metadata"]["total_size"]:
-        raise ValueError(f"the shards in {folder} do not match {INDEX}: a shard is missing or damaged; fetch the result again")
-    return state
-
-
-def materialize(job: Path, work: Path) -> tuple[Path, np.ndarray, np.ndarray, dict]:
-    """Unpack ``job`` into ``work/encoder``; returns it, the token and word ids and the job spec."""
-    spec = json.loads((job / "job.json").read_text(encoding="utf-8"))
-    if spec.get("format") != FORMAT:
-        raise ValueError(f"{job}/job.json has format {spec.get('format')}, this toolkit reads {FORMAT}: pack again")
-    enc = work / "encoder"
-    shutil.rmtree(enc, ignore_errors=True)
-    enc.mkdir(parents=True)
-    for f in (job / "encoder").iterdir():
-        if not f.name.startswith("model"):
-            shutil.copyfile(f, enc / f.name)
-    src = job / spec["encoder"]["weights"]
-    weights = lzma.decompress(src.read_bytes()) if src.suffix == ".xz" else src.read_bytes()
-    if _sha(weights) != spec["encoder"]["sha256"]:
-        raise ValueError(f"{src} is damaged (checksum): pack the job again")
-    (enc / WEIGHTS).write_bytes(weights)
-    ids = _unxz_array(job / "data" / "ids.npy.xz").astype(np.int32)
-    words = np.cumsum(_unxz_array(job / "data" / "words.npy.xz"), dtype=np.int64).astype(np.int32)
-    sha = spec["data"]["sha256"]
-    if _sha(ids.tobytes()) != sha["ids"] or _sha(words.tobytes()) != sha["words"]:
-        raise ValueError(f"the data in {job}/data is damaged (checksum): pack the job again")
-    return enc, ids, words, spec
-
 
 def run_job(job: str | Path, out: str | Path, *, minutes: float, device: str = "cuda", work: str | Path | None = None,
             overrides: dict[str, Any] | None = None, calibrate_steps: int = 30, reserve_s: float = 45.0) -> dict[str, Any]:
