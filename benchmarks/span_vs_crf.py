@@ -83,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", default="cmeee:dev")
     p.add_argument("--limit", type=int)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--name", default="span_vs_crf", help="results file name")
+    p.add_argument("--note", default="Same start (the shipped `zh-multitask` encoder), same data (`cmeee:train`, 400 held out for model selection), "
+                   "same budget (recipes in `recipes/span/`).", help="what the two models are (the table's caption)")
     args = p.parse_args(argv)
     from common import run_info, write_results
     from toolkit.data.catalogue import load_dataset
@@ -97,8 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     c, s = rows["crf"], rows["span"]
     types = sorted(c["per_type"])
     lines = [f"# CRF tagger vs span head on {args.split} ({len(examples)} texts), nested gold", "",
-             "Same start (the shipped `zh-multitask` encoder), same data (`cmeee:train`, 400 held out for model selection), "
-             "same budget (recipes in `recipes/span/`). Strict span match against the original nested gold. "
+             args.note + " Strict span match against the original nested gold. "
              f"The span head's threshold ({s['threshold']}) was chosen on the 400 held-out training texts that selected both models.", "",
              "| head | P | R | **F1** | inner entities found | outer entities found | chars/s (torch, %d thread) |" % args.threads,
              "|---|---:|---:|---:|---:|---:|---:|"]
@@ -110,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     lines += [f"| {t} | {c['per_type'][t]['support']} | {100 * c['per_type'][t]['f1']:.2f} | {100 * s['per_type'].get(t, {'f1': 0})['f1']:.2f} |" for t in types]
     lines += ["", f"Speed ratio span / CRF (same run, same thread count): {s['chars_per_s'] / c['chars_per_s']:.2f}x. "
               f"The span model returned {s['predicted_inner']} entities nested inside another; the CRF {c['predicted_inner']}."]
-    write_results("span_vs_crf", {"split": args.split, "n": len(examples), "rows": rows, "run": run_info(sys.argv, args.threads)}, "\n".join(lines))
+    write_results(args.name, {"split": args.split, "n": len(examples), "rows": rows, "run": run_info(sys.argv, args.threads)}, "\n".join(lines))
     print("\n".join(lines))
     return 0
 

@@ -25,8 +25,8 @@ from .errors import UnknownNameError
 _JOINT = "zh-multitask"
 MODELS: dict[str, dict[str, Any]] = {
     "ner-medical": {
-        "path": _JOINT, "tasks": ["ner_medical"],
-        "description": "medical NER, 9 CMeEE types (dis sym pro equ dru ite bod dep mic)",
+        "path": "ner-medical", "tasks": ["ner_medical"],
+        "description": "medical NER, 9 CMeEE types (dis sym pro equ dru ite bod dep mic), nested entities (span head)",
     },
     "ner-general": {
         "path": _JOINT, "tasks": ["ner_general"],
