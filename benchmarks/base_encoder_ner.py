@@ -3,8 +3,10 @@ base and from random weights (issue 3).
 
     python benchmarks/base_encoder_ner.py            # trains both recipes side by side (1 thread each), ~25 min
     python benchmarks/base_encoder_ner.py --collect  # only gather runs/base-check/*/summary.json
+    python benchmarks/base_encoder_ner.py --inits pretrained adapted --name base_encoder_ner_adapted
+                                                     # the base before and after continued pretraining (issue 14)
 
-Writes ``benchmarks/results/base_encoder_ner.{json,md}``.
+Writes ``benchmarks/results/base_encoder_ner.{json,md}`` (or ``--name``).
 """
 from __future__ import annotations
 
@@ -19,13 +21,31 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import run_info, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
-RECIPES = {init: ROOT / "recipes" / "base-check" / f"cmeee-ner-{init}.yaml" for init in ("pretrained", "random")}
+
+
+def recipe_path(init: str) -> Path:
+    return ROOT / "recipes" / "base-check" / f"cmeee-ner-{init}.yaml"
+
+
+def mlm_progress(encoder: Path) -> dict | None:
+    """Step and tokens of the continued-pretraining run whose export ``encoder`` is (its ``log.jsonl``)."""
+    log = encoder.parent / "log.jsonl"
+    if not log.is_file():
+        return None
+    rows = [json.loads(x) for x in log.read_text(encoding="utf-8").splitlines() if x.strip()]
+    meta = encoder / "pretrain.json"
+    step = json.loads(meta.read_text(encoding="utf-8")).get("step") if meta.is_file() else None
+    done = [r for r in rows if step is None or r.get("step", 0) <= step]
+    return {"step": done[-1]["step"], "tokens": done[-1]["tokens"], "mlm_loss": done[-1]["loss"], "mlm_acc": done[-1].get("mlm_acc")} if done else None
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--collect", action="store_true", help="do not train; read the finished runs")
+    ap.add_argument("--inits", nargs="+", default=["pretrained", "random"], help="recipes/base-check/cmeee-ner-INIT.yaml to compare")
+    ap.add_argument("--name", default="base_encoder_ner", help="results file name")
     args = ap.parse_args(argv)
+    RECIPES = {init: recipe_path(init) for init in args.inits}
     from toolkit.train.recipe import Recipe
 
     recipes = {init: Recipe.from_yaml(path) for init, path in RECIPES.items()}
@@ -61,8 +81,15 @@ def main(argv: list[str] | None = None) -> int:
     for init, row in rows.items():
         m, a = row["dev_first_1000"], row["dev_all"]
         md.append(f"| {init} | {row['steps']} | {row['minutes']} | {100 * m['f1']:.2f} | {100 * a['precision']:.2f} | {100 * a['recall']:.2f} | **{100 * a['f1']:.2f}** |")
-    md += ["", "Recipes: `recipes/base-check/cmeee-ner-pretrained.yaml`, `recipes/base-check/cmeee-ner-random.yaml`."]
-    write_results("base_encoder_ner", {"run": run_info(sys.argv), "rows": rows}, "\n".join(md))
+    md += ["", "Recipes: " + ", ".join(f"`recipes/base-check/cmeee-ner-{i}.yaml`" for i in RECIPES) + "."]
+    extra = {}
+    for init, recipe in recipes.items():
+        progress = mlm_progress(ROOT / recipe.encoder) if recipe.encoder not in ("zh-e5-small-base",) else None
+        if progress:
+            extra[init] = progress
+            md += ["", f"`{init}`: the encoder after {progress['step']} steps of continued MLM pretraining ({progress['tokens']:,} tokens; "
+                   f"MLM loss {progress['mlm_loss']}, masked-token accuracy {progress['mlm_acc']})."]
+    write_results(args.name, {"run": run_info(sys.argv), "rows": rows, "pretraining": extra}, "\n".join(md))
     return 0
 
 

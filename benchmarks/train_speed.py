@@ -119,7 +119,7 @@ def real_data(args, path, tok) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     from toolkit.model.manifest import TaskSpec
     from toolkit.text.normalize import Normalizer
     from toolkit.train.features import FeatureReport, build_features, collate
-    from toolkit.train.loop import length_batches
+    from toolkit.train.batching import length_batches
 
     try:
         examples = load_examples(args.data, args.data_root)

@@ -12,7 +12,7 @@ import torch
 import yaml
 
 from toolkit.train import precision
-from toolkit.train.loop import TaskStream, length_batches
+from toolkit.train.batching import TaskStream, length_batches
 from toolkit.train.recipe import TaskData, TrainSettings
 from conftest import write_corpora
 

@@ -271,7 +271,8 @@ class PairPipeline(_Base):
 class MultiTaskPipeline:
     """Text heads and pair heads of one model behind one call: a ``str`` (or list of ``str``) runs
     the text heads, a pair ``(a, b)`` (or list of pairs) runs the pair heads. Always ``{task: result}``
-    per input (also when only one text or one pair head answers)."""
+    per input (also when only one text or one pair head answers). The stages of each side are those
+    of ``.text`` and ``.pair``."""
 
     def __init__(self, text: TextPipeline, pair: PairPipeline) -> None:
         self.text, self.pair = text, pair

@@ -90,8 +90,9 @@ class _Unshared:
         return self.model.parameters()
 
 
-def export_encoder(model, tokenizer, out: Path) -> None:
-    """The encoder (no LM head, float32) + tokenizer as a Hugging Face folder, swapped in atomically."""
+def export_encoder(model, tokenizer, out: Path, progress: dict | None = None) -> None:
+    """The encoder (no LM head, float32) + tokenizer as a Hugging Face folder, swapped in atomically;
+    ``progress`` (step, tokens) is written beside them as ``pretrain.json``."""
     from ..model.encoder import Encoder, _quiet_loading
     from ..model.folder import replace_folder
 
@@ -100,6 +101,8 @@ def export_encoder(model, tokenizer, out: Path) -> None:
     with _quiet_loading():
         Encoder(model.bert).save(tmp, dtype=next(model.parameters()).dtype)
     tokenizer.save(tmp)
+    if progress is not None:
+        (tmp / "pretrain.json").write_text(json.dumps(progress) + "\n", encoding="utf-8")
     replace_folder(tmp, out)
 
 
@@ -265,7 +268,7 @@ def pretrain(encoder: str | Path, text_files: Sequence[str | Path] = (), out: st
         if step % save_every == 0 or step == max_steps or out_of_time:
             checkpoint()
         if export_every and step % export_every == 0:
-            export_encoder(model, tokenizer, run / "encoder")
+            export_encoder(model, tokenizer, run / "encoder", {"step": step, "tokens": tokens})
         if on_step is not None:
             on_step(step)
         if out_of_time:
@@ -273,5 +276,5 @@ def pretrain(encoder: str | Path, text_files: Sequence[str | Path] = (), out: st
             break
     if pool is not None:
         pool.shutdown(wait=True)
-    export_encoder(model, tokenizer, run / "encoder")
+    export_encoder(model, tokenizer, run / "encoder", {"step": step, "tokens": tokens})
     return record | {"dtype": run_dtype}
