@@ -121,3 +121,19 @@ def write_corpora(folder: Path, ner_rows: list[dict], cls_text: str = TINY_CLS) 
     cls = folder / "cls.tsv"
     cls.write_text(cls_text, encoding="utf-8")
     return ner, cls
+
+
+def crash_after_first_checkpoint(monkeypatch, recipe) -> None:
+    """Train ``recipe`` until its first checkpoint is written, then stop it as a Ctrl-C would."""
+    import toolkit.train.loop as training
+
+    real_save = training.save_checkpoint
+
+    def save_then_crash(*args, **kwargs):
+        real_save(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "save_checkpoint", save_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        training.train(recipe, progress=False)
+    monkeypatch.setattr(training, "save_checkpoint", real_save)

@@ -14,7 +14,7 @@ import yaml
 from toolkit.train import precision
 from toolkit.train.batching import TaskStream, length_batches
 from toolkit.train.recipe import TaskData, TrainSettings
-from conftest import write_corpora
+from conftest import crash_after_first_checkpoint, write_corpora
 
 AMX = "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Platinum 8480+\nflags\t\t: fpu sse avx2 fma avx512f avx512_vnni avx512_bf16 amx_bf16 amx_tile amx_int8\n"
 ZEN = "processor\t: 0\nmodel name\t: AMD EPYC 9B45\nflags\t\t: fpu sse avx2 fma avx512f avx512_vnni avx512_bf16\n"
@@ -303,18 +303,9 @@ def test_resume_keeps_the_recorded_dtype(tmp_path, tiny_encoder, monkeypatch):
     straight = training.train(Recipe.from_yaml(path), progress=False)
     assert straight["dtype"] == "bf16" and "TOOLKIT_DTYPE" in straight["dtype_reason"]
 
-    real_save = training.save_checkpoint
-
-    def save_then_crash(*args, **kwargs):
-        real_save(*args, **kwargs)
-        raise KeyboardInterrupt
-
     crashed = Recipe.from_yaml(path)
     crashed.out = str(tmp_path / "crashed")
-    monkeypatch.setattr(training, "save_checkpoint", save_then_crash)
-    with pytest.raises(KeyboardInterrupt):
-        training.train(crashed, progress=False)
-    monkeypatch.setattr(training, "save_checkpoint", real_save)
+    crash_after_first_checkpoint(monkeypatch, crashed)
     monkeypatch.setenv(precision.ENV, "fp32")
     monkeypatch.setattr(precision, "measure", lambda *a, **k: pytest.fail("a resumed run must not measure"))
     resumed = training.train(crashed, resume=True, progress=False)

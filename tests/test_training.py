@@ -15,7 +15,7 @@ from toolkit.train.recipe import Recipe
 from toolkit.text.tags import tag_set
 from toolkit.text.tokenization import TextTokenizer
 from toolkit.train.loop import lr_factor, train
-from conftest import write_corpora
+from conftest import crash_after_first_checkpoint, write_corpora
 
 NER = [
     {"text": "张三在北京工作", "spans": [{"start": 0, "end": 2, "label": "PER"}, {"start": 3, "end": 5, "label": "LOC"}]},
@@ -177,24 +177,13 @@ def test_resume_is_exact(recipe_file, tmp_path, monkeypatch):
     uninterrupted run (data order, RNG states, optimizer moments and EMA all restored)."""
     from safetensors.torch import load_file
 
-    import toolkit.train.loop as training
-
     straight = Recipe.from_yaml(recipe_file)
     straight.out = str(tmp_path / "straight")
     train(straight, progress=False)
 
-    real_save = training.save_checkpoint
-
-    def save_then_crash(*args, **kwargs):
-        real_save(*args, **kwargs)
-        raise KeyboardInterrupt
-
     crashed = Recipe.from_yaml(recipe_file)
     crashed.out = str(tmp_path / "crashed")
-    monkeypatch.setattr(training, "save_checkpoint", save_then_crash)
-    with pytest.raises(KeyboardInterrupt):
-        train(crashed, progress=False)
-    monkeypatch.setattr(training, "save_checkpoint", real_save)
+    crash_after_first_checkpoint(monkeypatch, crashed)
     train(crashed, resume=True, progress=False)
     a = load_file(str(tmp_path / "straight" / "checkpoint" / "model.safetensors"))
     b = load_file(str(tmp_path / "crashed" / "checkpoint" / "model.safetensors"))

@@ -332,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exclude", help="leave out examples whose text occurs in this split (e.g. chnsenticorp:train)")
     p.add_argument("--batch-size", type=positive_int, help="windows per encoder pass (default: the pipeline's, 32)")
     p.add_argument("--threads", type=positive_int, help=THREADS_HELP)
-    p.add_argument("--runtime", choices=["torch", "onnx"], default="torch", help="PyTorch, or ONNX Runtime (exports the model on first use)")
+    p.add_argument("--runtime", choices=["torch", "onnx"], default="torch", help="PyTorch, or ONNX Runtime (runs the folder's export: make it once with `toolkit export MODEL`)")
     p.add_argument("--quantize", choices=["int8"], help="with --runtime onnx: score the int8 graph")
     p.add_argument("--compare", metavar="RUNTIMES", help="score on several runtimes (e.g. torch,onnx,onnx-int8) and count the examples whose predictions differ from the first's")
     p.add_argument("-o", "--output", help="also write the JSON here")

@@ -25,7 +25,7 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=FORMATS, default="jsonl", help="output format (default jsonl); Parquet keeps result as a JSON string")
     p.add_argument("--text-field", default="text", help="JSONL/Parquet field holding the text (pairs: text_a, text_b)")
     p.add_argument("--tasks", help="run only these heads, comma-separated (as in toolkit run)")
-    p.add_argument("--runtime", choices=["torch", "onnx"], default="torch", help="PyTorch, or ONNX Runtime (exports the model on first use)")
+    p.add_argument("--runtime", choices=["torch", "onnx"], default="torch", help="PyTorch, or ONNX Runtime (runs the folder's export: make it once with `toolkit export MODEL`)")
     p.add_argument("--quantize", choices=["int8"], help="with --runtime onnx: run the int8 graph")
     p.add_argument("--threads", type=positive_int, help="CPU threads (per worker with --ray; default there: cores / workers)")
     p.add_argument("--batch-size", type=positive_int, help="windows per encoder pass (default 32)")
