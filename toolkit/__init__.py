@@ -89,12 +89,10 @@ def load(
     from .runtime.bundle import Bundle
     from .model.multitask import MultiTaskModel
     from .runtime.pipeline import BATCH_SIZE, TorchRunner, pipeline_for
-    from .registry import resolve
+    from .registry import resolve_tasks
 
     check_device(device)
-    path, selected = resolve(name_or_path)
-    if tasks is not None:
-        selected = [tasks] if isinstance(tasks, str) else list(tasks)
+    path, selected = resolve_tasks(name_or_path, tasks)
     if threads is not None:
         import torch
 

@@ -170,6 +170,14 @@ def list_models() -> list[str]:
     return sorted(MODELS)
 
 
+def resolve_tasks(name_or_path: str | os.PathLike, tasks: str | Sequence[str] | None = None) -> tuple[Path, list[str] | None]:
+    """:func:`resolve`, with ``tasks`` (one task name or a list) overriding the tasks the name selects."""
+    path, selected = resolve(name_or_path)
+    if tasks is not None:
+        selected = [tasks] if isinstance(tasks, str) else list(tasks)
+    return path, selected
+
+
 def resolve(name_or_path: str | os.PathLike) -> tuple[Path, list[str] | None]:
     """Model folder and selected tasks for a registered name or a path to a model folder.
 

@@ -63,11 +63,9 @@ def model_kind(name: str, tasks: str | Sequence[str] | None) -> Kind:
     """What the model takes (``"text"``, ``"pair"``, ``"both"``), from its manifest (no weights load)."""
     from ..model.manifest import Manifest
     from .. import kinds
-    from ..registry import resolve
+    from ..registry import resolve_tasks
 
-    path, selected = resolve(name)
-    if tasks is not None:
-        selected = [tasks] if isinstance(tasks, str) else list(tasks)
+    path, selected = resolve_tasks(name, tasks)
     manifest = Manifest.read(path)
     inputs = {kinds.get(spec.kind).input for t, spec in manifest.tasks.items() if selected is None or t in selected}
     return "both" if len(inputs) > 1 else "pair" if inputs == {"pair"} else "text"

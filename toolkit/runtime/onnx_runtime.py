@@ -65,12 +65,10 @@ def onnx_pipeline(
     from ..model.folder import verify
     from ..model.manifest import Manifest
     from .pipeline import pipeline_for
-    from ..registry import resolve
+    from ..registry import resolve_tasks
 
     require("onnxruntime")
-    path, selected = resolve(name_or_path)
-    if tasks is not None:
-        selected = [tasks] if isinstance(tasks, str) else list(tasks)
+    path, selected = resolve_tasks(name_or_path, tasks)
     manifest = Manifest.read(path)
     verify(path, manifest)
     if graph is not None:
