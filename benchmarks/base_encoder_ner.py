@@ -68,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         rows[init] = {"steps": summary["steps"], "minutes": summary["minutes"], "dev_first_1000": scores["micro"], "dev_all": full["micro"], "dev_all_n": full["n"], "per_type_all": full["per_type"]}
     r = recipes["pretrained"]
     md = [
-        "# Base encoder, supervised check: CMeEE NER from the char-level e5 base vs random init",
+        "# Base encoder, supervised check: CMeEE NER from " + " vs ".join({"pretrained": "the char-level e5 base", "random": "random init",
+                                                                          "adapted": "the base after continued pretraining"}.get(i, i) for i in RECIPES),
         "",
         f"Same recipe and budget for both: {r.train.max_steps} steps of {r.train.batch_size} sequences (max length {r.max_length}), "
         f"lr {r.train.lr} (layer decay {r.train.layer_decay}), head lr {r.train.head_lr}, BIO + CRF, nested spans flattened (longest kept); "
