@@ -235,7 +235,7 @@ def test_nan_on_another_runtime_names_its_graph(tok):
 
     tags = tag_set(["PER"], "BIO")
     dec = TagDecoder(tags, "BIO", np.zeros((3, 3)), np.zeros(3), np.zeros(3))
-    pipe = TextPipeline(Bundle.of(tok, NormalizationConfig(), 16, {"ner": ("tagger", dec)}, name="/models/tiny/onnx/model.onnx"), NanRunner())
+    pipe = TextPipeline(Bundle.of(tok, NormalizationConfig(), 16, {"ner": ("tagger", dec)}), NanRunner())
     with pytest.raises(ModelFolderError, match="/models/tiny/onnx/model.onnx"):
         pipe("张三")
 

@@ -110,8 +110,9 @@ class HeadKind:
         names their file in error messages."""
         raise NotImplementedError
 
-    def item_extra(self, encoded: Encoded, window: Any) -> dict[str, np.ndarray]:
-        """Per-token arrays of one window that :meth:`decode` needs (default: none)."""
+    def token_arrays(self, encoded: Encoded) -> dict[str, np.ndarray]:
+        """Per-token arrays over the whole text that :meth:`decode` reads (sliced per window into
+        ``Item.extra``), e.g. entity-boundary constraints; default: none."""
         return {}
 
     def stack(self, outputs: list[np.ndarray]) -> np.ndarray:

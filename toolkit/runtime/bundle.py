@@ -107,7 +107,7 @@ class Bundle:
         return list(self.kinds)
 
     @classmethod
-    def of(cls, tokenizer: TextTokenizer, normalization: NormalizationConfig, max_length: int, heads: dict[str, tuple[str, Any]], name: str = "this model") -> "Bundle":
+    def of(cls, tokenizer: TextTokenizer, normalization: NormalizationConfig, max_length: int, heads: dict[str, tuple[str, Any]], name: str = "") -> "Bundle":
         """A bundle from parts: ``heads`` is ``{task: (kind name, decoder)}``."""
         return cls(name, tokenizer, normalization, max_length, {t: kinds_registry.get(k) for t, (k, _) in heads.items()}, {t: d for t, (_, d) in heads.items()})
 

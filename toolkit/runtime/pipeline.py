@@ -114,7 +114,7 @@ class _Base:
         self.batch_size = check_batch_size(batch_size, BATCH_SIZE)
         self.progress = progress
         self.keyed = len(self.tasks) > 1 if keyed is None else keyed
-        self.name = bundle.name if bundle.name != "this model" else str(getattr(runner, "path", "") or "this model")
+        self.name = bundle.name or str(getattr(runner, "path", "") or "this model")  # what error messages call the model
 
     def _batches(self, items: list[Item], batch_size: int, progress: bool) -> Iterable[list[int]]:
         order = sorted(range(len(items)), key=lambda i: len(items[i].ids))
@@ -205,8 +205,7 @@ class TextPipeline(_Base):
         for enc in encode_texts(texts, self.normalizer, self.tokenizer, self.max_length):
             arrays: dict[str, np.ndarray] = {}
             for kind in self.kinds.values():
-                if hasattr(kind, "token_arrays"):
-                    arrays.update(kind.token_arrays(enc))
+                arrays.update(kind.token_arrays(enc))
             out.append(Prepared(enc, arrays))
         return out
 
