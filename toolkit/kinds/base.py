@@ -154,6 +154,10 @@ class HeadKind:
         """The gold answers of ``examples`` in :meth:`comparable` form."""
         return [ex.label for ex in examples]
 
+    def labels_in(self, comparable: Sequence) -> list:
+        """The labels that answers in :meth:`comparable` form (predictions or :meth:`gold`) use."""
+        return list(comparable)
+
     def pipeline_inputs(self, examples: Sequence) -> list:
         """What the pipeline is called with for ``examples`` (texts, or pairs)."""
         return [ex.text for ex in examples]

@@ -147,6 +147,9 @@ class SpanResults:
     def gold(self, examples: Sequence) -> list:
         return [[s.as_tuple() for s in ex.spans] for ex in examples]
 
+    def labels_in(self, comparable: Sequence) -> list:
+        return [span[2] for spans in comparable for span in spans]
+
     def score(self, predictions: Sequence, examples: Sequence) -> dict[str, Any]:
         from .metrics import span_prf
 

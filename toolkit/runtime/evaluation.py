@@ -87,16 +87,11 @@ def score(kind, predictions: Sequence, examples: Sequence) -> dict[str, Any]:
     """Scores of :func:`predict`'s output against the gold of ``examples``; ``"main"`` is the
     headline metric of the head kind (``kind.metric``)."""
     kind = kinds.get(kind) if isinstance(kind, str) else kind
-    predicted = set(_labels(predictions))
-    gold = set(kind.label_counts(examples))
+    predicted = set(kind.labels_in(predictions))
+    gold = set(kind.labels_in(kind.gold(examples)))
     if predicted and gold and not predicted & gold:
         logger.warning("the model predicts %s but the gold labels are %s: none in common, so the score is 0; do the label names match?", sorted(predicted), sorted(gold))
     return kind.score(predictions, examples)
-
-
-def _labels(predictions: Sequence) -> list:
-    """The labels in comparable predictions: span tuples' third item, or the labels themselves."""
-    return [s[2] for p in predictions for s in p] if predictions and isinstance(predictions[0], list) else list(predictions)
 
 
 def evaluate_pipeline(pipe, task: str, examples: Sequence, keep_predictions: bool = False, confidence: bool = False) -> dict[str, Any]:
