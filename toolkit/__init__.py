@@ -28,10 +28,11 @@ def load(
     device: str = "cpu",
     batch_size: int | None = None,
     progress: bool = False,
-    runtime: Literal["torch", "onnx"] = "torch",
+    runtime: Literal["torch", "onnx", "auto"] = "torch",
     quantize: Literal["int8"] | None = None,
     threads: int | None = None,
     export: bool = False,
+    dtype: Literal["fp32", "bf16"] = "fp32",
 ) -> "TextPipeline | PairPipeline | MultiTaskPipeline":
     """A ready pipeline for a registered model name or a model folder. Never downloads anything.
 
@@ -47,6 +48,16 @@ def load(
         runtime: ``"torch"``, or ``"onnx"`` for ONNX Runtime on CPU (same results, often faster, no
             torch import). It runs the folder's ONNX export, made once by ``toolkit export FOLDER``
             (see :mod:`toolkit.runtime.export`); a missing export is an error that names that command.
+            ``"auto"``: the fastest accurate one for this CPU (:mod:`toolkit.runtime.auto`): PyTorch
+            fp32, PyTorch bf16 (CPUs with native bf16 only), and ONNX fp32 / int8 when their exports
+            exist (never made unasked), timed for a few seconds on a built-in probe of texts; a
+            candidate whose answers there differ from PyTorch fp32's by more than 5% is out, and
+            PyTorch fp32 stays unless another is 1.1x faster. The choice is cached per CPU, model
+            and settings in ``$TOOLKIT_HOME/runtime/`` and described by the pipeline's
+            ``runtime_choice`` (``name``, ``chars_per_s`` per candidate, ``reason``, ``cached``).
+            ``$TOOLKIT_RUNTIME=torch|torch-bf16|onnx|onnx-int8`` forces what ``"auto"`` picks.
+        dtype: ``"bf16"`` runs PyTorch under bfloat16 autocast (``runtime="torch"`` only; outputs and
+            decoding stay fp32). Faster than fp32 on CPUs with AMX or AVX-512 bf16, slower elsewhere.
         export: with ``runtime="onnx"``, make the missing export now instead (imports torch and
             writes ``<folder>/onnx/`` or the cache); ``load()`` never does it unasked.
         quantize: ``"int8"`` runs the dynamically quantised graph (``runtime="onnx"`` only).
@@ -70,12 +81,26 @@ def load(
         >>> tk = load("ner-medical")  # doctest: +SKIP
         >>> [(e.text, e.label) for e in tk("既往有2型糖尿病史")]  # doctest: +SKIP
         [('2型糖尿病', 'dis')]
+        >>> fast = load("ner-medical", runtime="auto", threads=2)  # doctest: +SKIP
+        >>> fast.runtime_choice["name"], fast.runtime_choice["cached"]  # doctest: +SKIP
+        ('onnx-int8', False)
     """
     keyed = True if isinstance(tasks, (list, tuple)) else None  # a list of tasks: {task: result} even for one
     for option, value in (("batch_size", batch_size), ("threads", threads)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, Integral) or value < 1):
             raise InputError(f"{option} must be a positive integer (or None for the default), got {value!r}")
+    if dtype not in ("fp32", "bf16"):
+        raise ValueError(f"dtype must be 'fp32' or 'bf16', got {dtype!r}")
+    if runtime == "auto":
+        if quantize is not None or dtype != "fp32" or export:
+            raise ValueError("runtime='auto' chooses the runtime, quantisation and dtype itself and never exports: drop quantize=, dtype= "
+                             "and export=, or name the runtime (e.g. runtime='onnx', quantize='int8' or runtime='torch', dtype='bf16')")
+        from .runtime.auto import load_auto
+
+        return load_auto(name_or_path, tasks, device=device, batch_size=batch_size, progress=progress, threads=threads)
     if runtime == "onnx":
+        if dtype != "fp32":
+            raise ValueError(f"dtype={dtype!r} is PyTorch autocast: use runtime='torch' (ONNX Runtime runs fp32, or int8 with quantize='int8')")
         if device != "cpu":
             raise ValueError(f"runtime='onnx' runs on the CPU only; use device='cpu' or runtime='torch' for {device!r}")
         from .runtime.onnx_runtime import onnx_pipeline
@@ -83,7 +108,7 @@ def load(
         return onnx_pipeline(name_or_path, tasks, quantize=quantize, threads=int(threads or 2), batch_size=batch_size, progress=progress,
                              export=export, keyed=keyed)
     if runtime != "torch":
-        raise ValueError(f"unknown runtime {runtime!r}; available: 'torch', 'onnx'")
+        raise ValueError(f"unknown runtime {runtime!r}; available: 'torch', 'onnx', 'auto'")
     if quantize is not None:
         raise ValueError("quantize needs runtime='onnx' (e.g. load(name, runtime='onnx', quantize='int8'))")
     from .runtime.bundle import Bundle
@@ -99,7 +124,7 @@ def load(
         torch.set_num_threads(int(threads))
     model = MultiTaskModel.load(path, tasks=selected)
     bundle = Bundle.from_folder(path, selected, verified=True)  # the same bundle the ONNX runtime builds
-    return pipeline_for(bundle, TorchRunner(model, device), batch_size or BATCH_SIZE, progress, keyed)
+    return pipeline_for(bundle, TorchRunner(model, device, dtype), batch_size or BATCH_SIZE, progress, keyed)
 
 
 def check_device(device: str) -> None:

@@ -27,7 +27,8 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from .cli_io import key_value, output, positive_float, positive_int, read_inputs, task_selection, to_json  # noqa: F401 (positive_float: for numeric options)
+from .cli_io import (add_runtime_options, check_runtime_options, key_value, output, positive_float, positive_int, read_inputs,  # noqa: F401
+                     task_selection, to_json)  # (positive_float: for numeric options)
 from .errors import InputError, ToolkitError
 
 logger = logging.getLogger("toolkit")
@@ -96,8 +97,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from . import load
 
     texts, where = read_inputs(args)
-    if args.quantize and args.runtime != "onnx":
-        raise InputError("--quantize int8 runs the ONNX Runtime graph: add --runtime onnx")
+    check_runtime_options(args)
     pipe = load(args.model, tasks=task_selection(args.model, args.tasks), device=args.device, batch_size=args.batch_size,
                 progress=args.progress, runtime=args.runtime, quantize=args.quantize, threads=args.threads, export=args.export)
     from .runtime.pipeline import PairPipeline, TextPipeline
@@ -244,8 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tasks", help="run only these heads: task or registered names, comma-separated (e.g. \"ner-medical, sentiment\")")
     p.add_argument("--pair", action="store_true", help="inputs are 'text_a<TAB>text_b' pairs")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N (PyTorch runtime)")
-    p.add_argument("--runtime", choices=["torch", "onnx"], default="torch", help="PyTorch, or ONNX Runtime (runs the folder's export: `toolkit export MODEL` makes it)")
-    p.add_argument("--quantize", choices=["int8"], help="with --runtime onnx: run the int8 graph")
+    add_runtime_options(p)
     p.add_argument("--export", action="store_true", help="with --runtime onnx: make the ONNX export first if it is missing (needs torch)")
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--threads", type=positive_int, help=THREADS_HELP)
@@ -332,9 +331,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exclude", help="leave out examples whose text occurs in this split (e.g. chnsenticorp:train)")
     p.add_argument("--batch-size", type=positive_int, help="windows per encoder pass (default: the pipeline's, 32)")
     p.add_argument("--threads", type=positive_int, help=THREADS_HELP)
-    p.add_argument("--runtime", choices=["torch", "onnx"], default="torch", help="PyTorch, or ONNX Runtime (runs the folder's export: make it once with `toolkit export MODEL`)")
-    p.add_argument("--quantize", choices=["int8"], help="with --runtime onnx: score the int8 graph")
-    p.add_argument("--compare", metavar="RUNTIMES", help="score on several runtimes (e.g. torch,onnx,onnx-int8) and count the examples whose predictions differ from the first's")
+    add_runtime_options(p, verb="score")
+    p.add_argument("--compare", metavar="RUNTIMES", help="score on several runtimes (torch, torch-bf16, onnx, onnx-int8; e.g. torch,onnx,onnx-int8) "
+                                                        "and count the examples whose predictions differ from the first's")
     p.add_argument("-o", "--output", help="also write the JSON here")
     p.set_defaults(func=_cmd_eval)
     return parser

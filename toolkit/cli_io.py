@@ -56,6 +56,31 @@ def positive_float(text: str) -> float:
     return value
 
 
+RUNTIME_CHOICES = ("torch", "onnx", "auto")
+RUNTIME_HELP = ("torch: PyTorch; onnx: ONNX Runtime (runs the folder's export: `toolkit export MODEL` makes it); auto: the fastest "
+                "accurate one for this CPU among PyTorch fp32/bf16 and the exports the folder has, measured for a few seconds "
+                "on first use and cached ($TOOLKIT_RUNTIME=torch|torch-bf16|onnx|onnx-int8 forces it)")
+
+
+def add_runtime_options(p: argparse.ArgumentParser, default: str = "torch", verb: str = "run") -> None:
+    """``--runtime {torch,onnx,auto}`` and ``--quantize int8``: the same on every command that loads a model.
+
+    >>> p = argparse.ArgumentParser()
+    >>> add_runtime_options(p)
+    >>> p.parse_args(["--runtime", "auto"]).runtime
+    'auto'
+    """
+    p.add_argument("--runtime", choices=RUNTIME_CHOICES, default=default, help=f"{RUNTIME_HELP} (default {default})")
+    p.add_argument("--quantize", choices=["int8"], help=f"with --runtime onnx: {verb} the int8 graph")
+
+
+def check_runtime_options(args: argparse.Namespace) -> None:
+    """Refuse ``--quantize`` without ``--runtime onnx`` (an :class:`~toolkit.errors.InputError` naming the fix)."""
+    if args.quantize and args.runtime != "onnx":
+        raise InputError("--quantize int8 runs the ONNX Runtime graph: add --runtime onnx"
+                         + (" (--runtime auto considers the int8 graph itself when the folder has it)" if args.runtime == "auto" else ""))
+
+
 def to_json(obj: Any, where: str, **kwargs: Any) -> str:
     """``json.dumps`` of :func:`toolkit.results.to_json_data` (``obj``) that refuses NaN and Infinity
     (not JSON) with a message naming ``where``."""

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import os
 import tempfile
 from contextlib import contextmanager
@@ -9,6 +11,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .errors import ModelFolderError
+
+logger = logging.getLogger(__name__)
 
 MANIFEST = "toolkit.yaml"  # the manifest of a model folder
 
@@ -57,6 +61,42 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def read_json(path: str | Path) -> dict[str, Any]:
+    """The JSON object in ``path``; ``{}`` when the file is absent, unreadable or not an object."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def cached_entry(path: str | Path, key: str) -> dict[str, Any] | None:
+    """Entry ``key`` of a measurement cache written by :func:`cache_entry` (``None`` when absent)."""
+    entry = read_json(path).get("entries", {}).get(key)
+    return entry if isinstance(entry, dict) else None
+
+
+def cache_entry(path: str | Path, key: str, entry: dict[str, Any], header: dict[str, Any], what: str = "the measurement") -> None:
+    """Add ``entry`` under ``key`` to the JSON measurement cache ``path`` (``{**header, "entries":
+    {key: entry}}``, written atomically). A cache that cannot be written only costs a measurement
+    next time: a warning, no error.
+
+    Example:
+        >>> cache_entry(toolkit_home() / "precision" / "cpu.json", "hidden384", {"choice": "fp32"}, {"torch": "2.5"})  # doctest: +SKIP
+    """
+    path = Path(path)
+    data = read_json(path)
+    data.update(header)
+    entries = data.get("entries")
+    data["entries"] = {**(entries if isinstance(entries, dict) else {}), key: entry}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    except OSError as err:
+        logger.warning("could not cache %s in %s (%s); the next run measures again", what, path, err)
 
 
 def load_safetensors(path: str | Path, framework: str = "pt") -> dict[str, Any]:

@@ -16,7 +16,7 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
         >>> parser.parse_args(["batch", "ner-medical", "--input", "a.txt", "--output", "out", "--ray"]).workers
         2
     """
-    from ..cli_io import positive_int
+    from ..cli_io import add_runtime_options, positive_int
 
     p = subparsers.add_parser("batch", help="run a model over TXT/JSONL/Parquet files, one JSONL/Parquet output per input (locally or on Ray)")
     p.add_argument("model", help="registered name or model folder")
@@ -25,8 +25,7 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=FORMATS, default="jsonl", help="output format (default jsonl); Parquet keeps result as a JSON string")
     p.add_argument("--text-field", default="text", help="JSONL/Parquet field holding the text (pairs: text_a, text_b)")
     p.add_argument("--tasks", help="run only these heads, comma-separated (as in toolkit run)")
-    p.add_argument("--runtime", choices=["torch", "onnx"], default="torch", help="PyTorch, or ONNX Runtime (runs the folder's export: make it once with `toolkit export MODEL`)")
-    p.add_argument("--quantize", choices=["int8"], help="with --runtime onnx: run the int8 graph")
+    add_runtime_options(p)
     p.add_argument("--threads", type=positive_int, help="CPU threads (per worker with --ray; default there: cores / workers)")
     p.add_argument("--batch-size", type=positive_int, help="windows per encoder pass (default 32)")
     p.add_argument("--chunk-size", type=positive_int, default=CHUNK_SIZE, help=f"lines read and written at a time (default {CHUNK_SIZE:,})")
@@ -38,10 +37,9 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _cmd_batch(args: argparse.Namespace) -> int:
-    from ..cli_io import task_selection
+    from ..cli_io import check_runtime_options, task_selection
 
-    if args.quantize and args.runtime != "onnx":
-        raise InputError("--quantize int8 runs the ONNX Runtime graph: add --runtime onnx")
+    check_runtime_options(args)
     if not args.ray and (args.address or args.workers != 2):
         raise InputError("--workers and --address go with --ray")
     options = {"tasks": task_selection(args.model, args.tasks), "runtime": args.runtime, "quantize": args.quantize}

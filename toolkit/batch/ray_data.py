@@ -111,6 +111,12 @@ def run_batch_ray(
     threads = threads or max(1, (os.cpu_count() or 1) // workers)
     files, outputs = plan(inputs, output_dir, fmt, chunk_size)
     kind = model_kind(name, load_options.get("tasks"))
+    if load_options.get("runtime") == "auto":  # measure once here, not in every actor at once (they would slow each other)
+        from ..runtime.auto import choose_runtime
+
+        chosen, reason = choose_runtime(name, load_options.get("tasks"), threads=threads, batch_size=batch_size)
+        logger.info("runtime for the workers: %s (%s)", chosen, reason)
+        load_options = {**{k: v for k, v in load_options.items() if k not in ("runtime", "quantize")}, **chosen}
     if load_options.get("runtime") == "onnx":  # export once here, not in every actor at once
         from ..runtime.export import ensure_export
         from ..registry import resolve

@@ -164,6 +164,11 @@ class HeadKind:
 
     def score(self, predictions: Sequence, examples: Sequence) -> dict[str, Any]:
         """Scores of :meth:`comparable` predictions against ``examples``: ``metric``, ``main`` and the details."""
+        return self.score_gold(predictions, self.gold(examples))
+
+    def score_gold(self, predictions: Sequence, gold: Sequence) -> dict[str, Any]:
+        """:meth:`score` against answers already in :meth:`comparable` form: :meth:`gold`'s, or another
+        runtime's predictions taken as gold (how :mod:`toolkit.runtime.auto` checks bf16 and int8)."""
         raise NotImplementedError
 
     def confidence(self, outputs: Sequence, examples: Sequence) -> tuple[dict[str, Any], list[tuple[float, bool]]]:

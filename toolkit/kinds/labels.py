@@ -37,10 +37,10 @@ class LabelKind(HeadKind):
         logits = pieces[0][1] if len(pieces) == 1 else min(pieces, key=lambda p: p[0].start)[1]
         return decoder.decode(logits[None])[0]
 
-    def score(self, predictions: Sequence, examples: Sequence) -> dict[str, Any]:
+    def score_gold(self, predictions: Sequence, gold: Sequence) -> dict[str, Any]:
         from .metrics import classification_scores
 
-        scores = classification_scores(list(predictions), self.gold(examples))
+        scores = classification_scores(list(predictions), list(gold))
         return {"metric": self.metric, "main": scores[self.metric], **scores}
 
 

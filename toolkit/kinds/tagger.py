@@ -150,10 +150,10 @@ class SpanResults:
     def labels_in(self, comparable: Sequence) -> list:
         return [span[2] for spans in comparable for span in spans]
 
-    def score(self, predictions: Sequence, examples: Sequence) -> dict[str, Any]:
+    def score_gold(self, predictions: Sequence, gold: Sequence) -> dict[str, Any]:
         from .metrics import span_prf
 
-        scores = span_prf(predictions, self.gold(examples))
+        scores = span_prf(predictions, gold)
         return {"metric": self.metric, "main": scores["micro"]["f1"], **scores}
 
     def confidence(self, outputs: Sequence, examples: Sequence):

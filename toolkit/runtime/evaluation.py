@@ -32,20 +32,27 @@ from ..kinds.metrics import calibration
 
 logger = logging.getLogger(__name__)
 
-# A runtime spec names a runtime and its quantisation in one string: what compare_runtimes takes
-# and what results report under "runtime".
-RUNTIMES: dict[str, tuple[str, str | None]] = {"torch": ("torch", None), "onnx": ("onnx", None), "onnx-int8": ("onnx", "int8")}
+# A runtime spec names a runtime with its quantisation or dtype in one string: what compare_runtimes
+# takes, what results report under "runtime", what load(runtime="auto") chooses among
+# (toolkit.runtime.auto), each with the keyword arguments of toolkit.load that run it.
+RUNTIMES: dict[str, dict[str, str]] = {
+    "torch": {"runtime": "torch"},
+    "torch-bf16": {"runtime": "torch", "dtype": "bf16"},
+    "onnx": {"runtime": "onnx"},
+    "onnx-int8": {"runtime": "onnx", "quantize": "int8"},
+}
 
 
-def runtime_spec(runtime: str, quantize: str | None = None) -> str:
-    """The spec string of a runtime and quantisation: ``("onnx", "int8") -> "onnx-int8"``.
+def runtime_spec(runtime: str, quantize: str | None = None, dtype: str = "fp32") -> str:
+    """The spec string of a runtime and quantisation (or dtype): ``("onnx", "int8") -> "onnx-int8"``.
 
-    >>> runtime_spec("onnx", "int8"), runtime_spec("torch")
-    ('onnx-int8', 'torch')
+    >>> runtime_spec("onnx", "int8"), runtime_spec("torch"), runtime_spec("torch", dtype="bf16")
+    ('onnx-int8', 'torch', 'torch-bf16')
     """
-    spec = runtime if quantize is None else f"{runtime}-{quantize}"
+    spec = runtime + (f"-{quantize}" if quantize is not None else "") + (f"-{dtype}" if dtype != "fp32" else "")
     if spec not in RUNTIMES:
-        raise ValueError(f"unknown runtime {runtime!r} with quantize={quantize!r}; available: {', '.join(RUNTIMES)} (quantize='int8' needs runtime='onnx')")
+        raise ValueError(f"unknown runtime {runtime!r} with quantize={quantize!r}, dtype={dtype!r}; available: {', '.join(RUNTIMES)} "
+                         "(quantize='int8' needs runtime='onnx', dtype='bf16' runtime='torch')")
     return spec
 
 
@@ -151,12 +158,13 @@ def load_split(dataset: str | dict, data_root: str | None = None, limit: int | N
 
 
 def _pipeline(model_or_path, task: str | None, spec: str, batch_size: int | None, progress: bool, threads: int | None = None) -> tuple[Any, str, str]:
-    """``(one-task pipeline, model name, task)`` for a loaded model, a model folder or a registered name."""
-    runtime, quantize = RUNTIMES[spec]
+    """``(one-task pipeline, model name, task)`` for a loaded model, a model folder or a registered name
+    (``spec``: a key of :data:`RUNTIMES`, or ``"auto"``: the pipeline's ``runtime_choice`` says which ran)."""
+    options = {"runtime": "auto"} if spec == "auto" else RUNTIMES[spec]
     if hasattr(model_or_path, "heads") and hasattr(model_or_path, "encoder"):  # a live MultiTaskModel (no torch import otherwise)
         from .pipeline import build_pipeline
 
-        if runtime != "torch":
+        if spec != "torch":
             raise ValueError(f"runtime {spec!r} needs the model's folder (or registered name), not a loaded MultiTaskModel")
         if threads is not None:
             import torch
@@ -167,7 +175,7 @@ def _pipeline(model_or_path, task: str | None, spec: str, batch_size: int | None
     from .. import load
 
     path, manifest, task = _model_task(model_or_path, task)
-    pipe = load(str(path), tasks=[task], runtime=runtime, quantize=quantize, batch_size=batch_size, progress=progress, threads=threads)  # type: ignore[arg-type]
+    pipe = load(str(path), tasks=[task], batch_size=batch_size, progress=progress, threads=threads, **options)  # type: ignore[arg-type]
     return pipe, manifest.name, task
 
 
@@ -230,7 +238,7 @@ def evaluate(
     batch_size: int | None = None,
     progress: bool = True,
     exclude: str | dict | None = None,
-    runtime: Literal["torch", "onnx"] = "torch",
+    runtime: Literal["torch", "onnx", "auto"] = "torch",
     quantize: Literal["int8"] | None = None,
     threads: int | None = None,
 ) -> dict[str, Any]:
@@ -246,15 +254,20 @@ def evaluate(
 
     ``runtime="onnx"`` scores the ONNX Runtime pipeline of :func:`toolkit.load` (exported on first
     use), ``quantize="int8"`` its int8 graph; a loaded ``MultiTaskModel`` runs on torch only. The
-    result's ``"runtime"`` says which ran (``"torch"``, ``"onnx"``, ``"onnx-int8"``). ``threads``: as in
+    result's ``"runtime"`` says which ran (``"torch"``, ``"onnx"``, ``"onnx-int8"``; with ``runtime="auto"``
+    the one :mod:`toolkit.runtime.auto` chose, e.g. ``"torch-bf16"``). ``threads``: as in
     :func:`toolkit.load` (for torch, ``torch.set_num_threads``, process-wide).
 
     Example:
         >>> evaluate("path/to/model", "msra:test", task="ner_general", runtime="onnx", quantize="int8")["main"]  # doctest: +SKIP
         0.9102
     """
-    spec = runtime_spec(runtime, quantize)
+    if runtime == "auto" and quantize is not None:
+        raise ValueError("runtime='auto' chooses the quantisation itself: drop quantize, or use runtime='onnx'")
+    spec = "auto" if runtime == "auto" else runtime_spec(runtime, quantize)
     pipe, name, task = _pipeline(model_or_path, task, spec, batch_size, progress, threads)
+    choice = getattr(pipe, "runtime_choice", None)
+    spec = choice["name"] if choice else spec
     examples, extra = load_split(dataset, data_root, limit, exclude)
     return {"model": name, "task": task, "dataset": dataset, "runtime": spec, **extra, **evaluate_pipeline(pipe, task, examples)}
 

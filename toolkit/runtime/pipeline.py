@@ -34,6 +34,8 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
+import copy
 import logging
 from typing import Any, Iterable, NamedTuple, Protocol, Sequence
 
@@ -63,19 +65,33 @@ class Runner(Protocol):
     def run(self, batch: dict[str, np.ndarray], tasks: Sequence[str]) -> dict[str, np.ndarray]: ...
 
 
-class TorchRunner:
-    """:class:`Runner` over a :class:`toolkit.model.multitask.MultiTaskModel` (eval mode, inference mode)."""
+DTYPES = ("fp32", "bf16")
 
-    def __init__(self, model, device: str = "cpu") -> None:
+
+class TorchRunner:
+    """:class:`Runner` over a :class:`toolkit.model.multitask.MultiTaskModel` (eval mode, inference mode).
+
+    ``dtype="bf16"`` runs the model under ``torch.autocast(..., dtype=torch.bfloat16)`` (the weights
+    stay fp32, so one model may serve an fp32 and a bf16 runner); the outputs come back as float32
+    numpy arrays either way, so decoding (the CRF's Viterbi, softmax) is always fp32 numpy. bf16 is
+    fast on CPUs with native bf16 (AMX, AVX-512 bf16) and slower than fp32 elsewhere
+    (:mod:`toolkit.runtime.auto` measures which).
+    """
+
+    def __init__(self, model, device: str = "cpu", dtype: str = "fp32") -> None:
         import torch
 
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
         self.torch = torch
         self.device = torch.device(device)
+        self.dtype = dtype
         self.model = model.to(self.device).eval()
 
     def run(self, batch: dict[str, np.ndarray], tasks: Sequence[str]) -> dict[str, np.ndarray]:
         torch = self.torch
-        with torch.inference_mode():
+        bf16 = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.dtype == "bf16" else contextlib.nullcontext()
+        with torch.inference_mode(), bf16:
             tensors = {k: torch.from_numpy(v).to(self.device) for k, v in batch.items()}
             out = self.model(tensors, tasks)
             return {t: v.float().cpu().numpy() for t, v in out.items()}
@@ -101,6 +117,9 @@ def is_pairs(obj: Any) -> bool:
 
 class _Base:
     expects = ""
+    # how load(runtime="auto") chose this pipeline's runtime (toolkit.runtime.auto.RuntimeChoice.as_dict:
+    # name, chars/s per candidate, reason, cached); None when the runtime was asked for by name
+    runtime_choice: dict[str, Any] | None = None
 
     def __init__(self, bundle: Bundle, runner: Runner, batch_size: int | None = None, progress: bool = False, keyed: bool | None = None) -> None:
         self.bundle = bundle
@@ -115,6 +134,13 @@ class _Base:
         self.progress = progress
         self.keyed = len(self.tasks) > 1 if keyed is None else keyed
         self.name = bundle.name or str(getattr(runner, "path", "") or "this model")  # what error messages call the model
+
+    def with_runner(self, runner: Runner):
+        """The same pipeline (bundle, tasks, batch size, decoders shared) over another runner, e.g.
+        ``TorchRunner(pipe.runner.model, dtype="bf16")``: the same weights under bf16 autocast."""
+        other = copy.copy(self)
+        other.runner, other.runtime_choice = runner, None
+        return other
 
     def _batches(self, items: list[Item], batch_size: int, progress: bool) -> Iterable[list[int]]:
         order = sorted(range(len(items)), key=lambda i: len(items[i].ids))
@@ -278,6 +304,24 @@ class MultiTaskPipeline:
         self.tasks = text.tasks + pair.tasks
         self.kinds = {**text.kinds, **pair.kinds}
         self.keyed = True
+
+    @property
+    def runner(self) -> Runner:
+        """The one runner both sides share."""
+        return self.text.runner
+
+    def with_runner(self, runner: Runner) -> "MultiTaskPipeline":
+        """Both sides over another runner (see :meth:`TextPipeline.with_runner`)."""
+        return MultiTaskPipeline(self.text.with_runner(runner), self.pair.with_runner(runner))
+
+    @property
+    def runtime_choice(self) -> dict[str, Any] | None:
+        """As on a text pipeline: how ``load(runtime="auto")`` chose the runtime (shared by ``.text`` and ``.pair``)."""
+        return self.text.runtime_choice
+
+    @runtime_choice.setter
+    def runtime_choice(self, choice: dict[str, Any] | None) -> None:
+        self.text.runtime_choice = self.pair.runtime_choice = choice
 
     def __call__(self, inputs: Any, b: str | None = None, **kwargs: Any) -> Any:
         if b is not None:

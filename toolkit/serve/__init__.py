@@ -7,7 +7,8 @@ Endpoints:
   the model's tasks). Answers ``{"model", "tasks", "result"}``: ``result`` is what
   ``toolkit.load(name, tasks=...)`` returns for that input, as JSON (one result for ``text``/``pair``,
   a list for ``texts``/``pairs``).
-* ``GET /v1/models``: served names, their folder, tasks (kind, labels), versions, runtime.
+* ``GET /v1/models``: served names, their folder, tasks (kind, labels), versions, runtime (with ``--runtime auto``,
+  each model's chosen one too).
 * ``GET /health``: 503 while the models load, then 200. ``GET /metrics``: Prometheus (requests by
   model and status, latency, texts and requests per model call, errors). ``GET /docs``: OpenAPI.
 
@@ -39,7 +40,7 @@ import argparse
 import logging
 from typing import Any, Sequence
 
-from ..cli_io import positive_float, positive_int
+from ..cli_io import add_runtime_options, check_runtime_options, positive_float, positive_int
 from .app import INSTALL_HINT, create_app
 from .service import ServeOptions, Service
 
@@ -61,6 +62,7 @@ def serve(names: Sequence[str], host: str = "127.0.0.1", port: int = 8000, optio
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    check_runtime_options(args)
     options = ServeOptions(
         runtime=args.runtime, quantize=args.quantize, threads=args.threads, batch_size=args.batch_size, max_batch=args.max_batch,
         max_wait_ms=args.max_wait_ms, max_texts=args.max_texts, max_chars=args.max_chars, max_body_bytes=args.max_body_bytes,
@@ -77,8 +79,7 @@ def register_cli(sub: Any) -> None:
     p.add_argument("model", nargs="+", help="registered names or model folders (a folder is served under its folder name)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=positive_int, default=8000)
-    p.add_argument("--runtime", choices=["torch", "onnx"], default=d.runtime)
-    p.add_argument("--quantize", choices=["int8"], help="with --runtime onnx: run the int8 graph")
+    add_runtime_options(p, default=d.runtime)
     p.add_argument("--threads", type=positive_int, help="CPU threads per model (onnx: per session, default 2; torch: process-wide)")
     p.add_argument("--batch-size", type=positive_int, default=d.batch_size, help=f"texts per encoder pass inside one gathered model call (default {d.batch_size}: gathered texts have mixed lengths, smaller passes pad less)")
     p.add_argument("--max-batch", type=positive_int, default=d.max_batch, help=f"texts of concurrent requests gathered into one model call (default {d.max_batch}; 1 = no batching)")

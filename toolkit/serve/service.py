@@ -24,7 +24,7 @@ SEND = ('send JSON such as {"text": "..."}, {"texts": ["...", "..."]}, {"pair": 
 class ServeOptions:
     """How ``toolkit serve`` loads and batches models, and what it accepts (CLI options of the same names)."""
 
-    runtime: Literal["torch", "onnx"] = "torch"
+    runtime: Literal["torch", "onnx", "auto"] = "torch"  # auto: chosen per model folder (toolkit.runtime.auto)
     quantize: Literal["int8"] | None = None
     threads: int | None = None
     # texts per encoder pass inside one gathered call: requests arrive in any order of length, and
@@ -142,9 +142,10 @@ class Service:
         models = []
         for name, (folder, tasks) in self.names.items():
             manifest = self.manifests[folder.path.resolve()]
+            choice = next((p.runtime_choice for p in folder.pipes.values() if getattr(p, "runtime_choice", None)), None)
             models.append({
                 "name": name, "folder": str(folder.path), "model_version": manifest.toolkit_version,
-                "format_version": manifest.format_version,
+                "format_version": manifest.format_version, **({"runtime": choice["name"]} if choice else {}),
                 "tasks": {t: {"kind": manifest.tasks[t].kind, "input": folder.kinds[t], "labels": manifest.tasks[t].labels} for t in tasks},
             })
         o = self.options

@@ -5,7 +5,7 @@ about 4x fp32, with AVX-512 bf16 about 2x, and without either it is slower than 
 (``benchmarks/results/train_speed.md``). :func:`choose_dtype` with ``"auto"`` therefore measures:
 a few forward + backward steps of a small stack of linear layers as wide as the model
 (:func:`measure`, well under 2 s), fp32 against bf16 autocast, and picks bf16 only when it is at
-least :data:`MARGIN` times faster. The answer is cached per CPU (model name and flags), torch
+least :data:`MARGIN` times faster. The answer is cached per CPU (model name and flags, :mod:`toolkit.cpu`), torch
 version, width and thread count in ``$TOOLKIT_HOME/precision/`` (:func:`toolkit.files.toolkit_home`),
 so later runs skip the measurement. ``"fp32"`` and ``"bf16"`` force the choice; the environment
 variable ``TOOLKIT_DTYPE=fp32|bf16`` forces what ``"auto"`` picks (e.g. in CI, for results that do
@@ -20,70 +20,23 @@ Example:
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
-import platform
-import re
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+
+from ..cpu import BF16_FLAGS, FLAGS, CpuInfo, cpu_info  # re-exported: they lived here first
 
 logger = logging.getLogger(__name__)
 
 Dtype = Literal["fp32", "bf16"]
 SETTINGS = ("auto", "fp32", "bf16")
-# flags that tell bf16 and wide-vector support apart (x86 names from /proc/cpuinfo; "bf16" on Arm)
-FLAGS = ("amx_bf16", "amx_int8", "amx_tile", "avx512_bf16", "avx512f", "avx512_vnni", "avx2", "fma", "bf16")
-BF16_FLAGS = ("amx_bf16", "avx512_bf16", "bf16")  # native bf16 arithmetic; without them bf16 is emulated
 MARGIN = 1.1  # bf16 must be this many times faster than fp32 to be chosen (it costs some precision)
 MIN_HIDDEN = 128  # narrower models: fp32 without measuring. Measured on a Zen 5 CPU (AVX-512 bf16): a whole training
 # step of a 2-layer BERT was 9.4 ms fp32 vs 10.9 ms bf16 at width 32, even at 64, 1.12x faster at 128, although the
 # linear stack of measure() is already 1.13x faster in bf16 at width 32: casts and small ops dominate narrow models
 ENV = "TOOLKIT_DTYPE"
-
-
-@dataclass(frozen=True)
-class CpuInfo:
-    """The CPU's model name and the flags of :data:`FLAGS` it has (``known``: a flags line was read)."""
-
-    model: str
-    flags: frozenset[str]
-    known: bool = True
-
-    @property
-    def bf16_native(self) -> bool:
-        return bool(self.flags & set(BF16_FLAGS))
-
-    def describe(self) -> str:
-        """``"AMD EPYC (avx2, avx512_bf16, avx512f, avx512_vnni, fma; no AMX)"``."""
-        flags = ", ".join(sorted(self.flags)) if self.known else "flags unknown"
-        return f"{self.model} ({flags}{'' if 'amx_bf16' in self.flags or not self.known else '; no AMX'})"
-
-
-def cpu_info(path: str | Path = "/proc/cpuinfo") -> CpuInfo:
-    """Model name and relevant flags of the first processor in ``path`` (Linux); elsewhere the
-    platform's processor name and no flags (``known=False``).
-
-    >>> info = cpu_info()
-    >>> isinstance(info.model, str) and info.flags <= set(FLAGS)
-    True
-    """
-    model, flags, known = "", frozenset(), False
-    try:
-        text = Path(path).read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        text = ""
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        key = key.strip().lower()
-        if key in ("model name", "cpu model", "hardware") and not model:
-            model = value.strip()
-        elif key in ("flags", "features") and not known:  # x86: flags; Arm: Features
-            flags, known = frozenset(value.split()) & set(FLAGS), True
-    return CpuInfo(model or platform.processor() or platform.machine() or "unknown", flags, known)
 
 
 def measure(hidden_size: int = 384, device: str = "cpu", rows: int = 512, layers: int = 2, budget_s: float = 0.5) -> dict[str, float]:
@@ -136,9 +89,7 @@ def cache_file(info: CpuInfo | None = None) -> Path:
     from ..files import toolkit_home
 
     info = info or cpu_info()
-    digest = hashlib.sha256(json.dumps([info.model, sorted(info.flags), torch.__version__]).encode()).hexdigest()[:12]
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", info.model).strip("-")[:60] or "cpu"
-    return toolkit_home() / "precision" / f"{slug}-{digest}.json"
+    return toolkit_home() / "precision" / info.cache_name(torch.__version__)
 
 
 def choose_dtype(setting: str = "auto", device: str = "cpu", hidden_size: int = 384, cache: bool = True) -> tuple[Dtype, str]:
@@ -171,6 +122,8 @@ def _choose(setting: str, device: str, hidden_size: int, cache: bool) -> tuple[D
         return env, f"${ENV}={env}"  # type: ignore[return-value]
     import torch
 
+    from ..files import cache_entry, cached_entry
+
     if torch.device(device).type == "cuda":
         ok = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
         return ("bf16", "CUDA device supports bf16") if ok else ("fp32", "CUDA device without bf16 support")
@@ -184,7 +137,7 @@ def _choose(setting: str, device: str, hidden_size: int, cache: bool) -> tuple[D
     key = f"hidden{hidden_size}-threads{torch.get_num_threads()}"
     path = cache_file(info)
     if cache:
-        entry = _read_cache(path).get("entries", {}).get(key)
+        entry = cached_entry(path, key)
         if entry and entry.get("choice") in ("fp32", "bf16"):
             return entry["choice"], f"cached measurement {path} ({_speeds(entry)})"
     seconds = measure(hidden_size, device)
@@ -192,7 +145,7 @@ def _choose(setting: str, device: str, hidden_size: int, cache: bool) -> tuple[D
     entry = {"choice": choice, "fp32_ms": round(1000 * seconds["fp32"], 3), "bf16_ms": round(1000 * seconds["bf16"], 3),
              "measured": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     if cache:
-        _write_cache(path, info, key, entry)
+        cache_entry(path, key, entry, {"cpu": info.model, "flags": sorted(info.flags), "torch": torch.__version__}, "the dtype measurement")
     return choice, f"measured on {info.describe()}: {_speeds(entry)}"
 
 
@@ -201,33 +154,12 @@ def _speeds(entry: dict) -> str:
     return f"bf16 autocast {ratio:.2f}x fp32 speed (fp32 {entry['fp32_ms']:.1f} ms, bf16 {entry['bf16_ms']:.1f} ms per step; bf16 needs {MARGIN}x)"
 
 
-def _read_cache(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _write_cache(path: Path, info: CpuInfo, key: str, entry: dict) -> None:
-    """Add ``entry`` under ``key``; a cache that cannot be written only costs a measurement next time."""
-    import torch
-
-    from ..files import atomic_path
-
-    data = _read_cache(path)
-    data.update({"cpu": info.model, "flags": sorted(info.flags), "torch": torch.__version__})
-    data.setdefault("entries", {})[key] = entry
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp:
-            tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
-    except OSError as err:
-        logger.warning("could not cache the dtype measurement in %s (%s); the next run measures again", path, err)
-
-
 def autocast(dtype: str, device: str = "cpu"):
     """``torch.autocast`` for ``dtype`` (``"bf16"``: bfloat16 autocast; ``"fp32"``: disabled)."""
     import torch
 
     return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=dtype == "bf16")
+
+
+__all__ = ["BF16_FLAGS", "ENV", "FLAGS", "MARGIN", "MIN_HIDDEN", "SETTINGS", "CpuInfo", "Dtype", "autocast", "cache_file", "choose_dtype",
+           "cpu_info", "measure"]
