@@ -6,7 +6,7 @@ from typing import Literal, Sequence
 import torch
 from torch import nn
 
-from .base import Head, focal_cross_entropy
+from .base import Head, focal_cross_entropy, same_shape, soft_kl
 
 
 class ClassifierHead(Head):
@@ -45,3 +45,8 @@ class ClassifierHead(Head):
 
     def loss(self, output: torch.Tensor, batch: dict[str, torch.Tensor], targets: torch.Tensor) -> torch.Tensor:
         return focal_cross_entropy(output.float(), targets, self.focal_gamma)
+
+    def distill_loss(self, output: torch.Tensor, teacher: torch.Tensor, batch: dict[str, torch.Tensor], temperature: float) -> torch.Tensor:
+        """KL divergence of the temperature-softened label distributions, times ``T^2``, averaged over the batch."""
+        same_shape(output, teacher, self.kind)
+        return soft_kl(output, teacher, temperature).mean()

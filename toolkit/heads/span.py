@@ -14,7 +14,8 @@ finite, so ONNX, int8 and the pipeline's finiteness check hold. Positions are bu
 sequence length at run time, so the exported graph takes any length.
 
 Loss: GlobalPointer's multi-label categorical cross-entropy over all ``L * L`` cells of each
-(sequence, type), in fp32. Decoding: :class:`toolkit.kinds.span.SpanDecoder` (numpy).
+(sequence, type), in fp32; from a teacher: a binary KL per cell (:meth:`SpanHead.distill_loss`).
+Decoding: :class:`toolkit.kinds.span.SpanDecoder` (numpy).
 
 Example:
     >>> head = SpanHead(32, ["dis", "sym"], head_size=8, max_span=4)
@@ -29,7 +30,7 @@ import torch
 from torch import nn
 
 from ..kinds.span import MASKED, check_options
-from .base import Head
+from .base import Head, same_shape
 
 
 def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -75,11 +76,15 @@ class SpanHead(Head):
         logits = torch.matmul(q, k.transpose(1, 2)) / self.head_size**0.5  # [B, L(start), L(end)]
         bias = self.bias(x).transpose(1, 2)  # [B, 2C, L]
         logits = logits[:, None] + bias[:, 0::2, :, None] + bias[:, 1::2, None, :]  # + start_c(i) + end_c(j)
+        return torch.where(self.cells(pos, batch["attention_mask"]), logits, torch.full_like(logits, MASKED))
+
+    def cells(self, pos: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """``[B, 1, L, L]``: True at the cells that can be a span (start <= end < start + max_span,
+        both real tokens); ``pos`` holds the positions ``0 .. L-1``."""
         length = pos[None, :] - pos[:, None]  # end - start
         band = (length >= 0) & (length < self.max_span)
-        mask = batch["attention_mask"].bool()
-        valid = band[None, None] & mask[:, None, :, None] & mask[:, None, None, :]
-        return torch.where(valid, logits, torch.full_like(logits, MASKED))
+        mask = attention_mask.bool()
+        return band[None, None] & mask[:, None, :, None] & mask[:, None, None, :]
 
     def loss(self, output: torch.Tensor, batch: dict[str, torch.Tensor], targets: torch.Tensor) -> torch.Tensor:
         """Multi-label categorical cross-entropy; ``targets[b, c, i, j]`` is 1 for a gold span of
@@ -88,3 +93,28 @@ class SpanHead(Head):
             raise ValueError(f"span targets of shape {tuple(targets.shape)} do not match the head output {tuple(output.shape)}")
         n = output.shape[0] * output.shape[1]
         return multilabel_categorical_crossentropy(output.float().reshape(n, -1), targets.float().reshape(n, -1))
+
+    def distill_loss(self, output: torch.Tensor, teacher: torch.Tensor, batch: dict[str, torch.Tensor], temperature: float) -> torch.Tensor:
+        """Binary cross-entropy of the student's ``sigmoid(logit / T)`` against the teacher's
+        ``sigmoid(logit / T)`` at every cell that can be a span, minus the teacher's own entropy (so
+        it is the binary KL divergence: zero when they agree, same gradient as the cross-entropy),
+        times ``T^2``; summed over the cells of each (sequence, type) and averaged over those. Each
+        cell thus trains like a binary classifier (gradient ``T * (p_student - p_teacher)``), of the
+        order of the gold loss's gradient on an entity cell; a mean over the ``~L * max_span`` cells
+        would leave the few entity cells almost no signal. At the start, when every cell disagrees,
+        the value is large (thousands): clipping and Adam bound the steps, and it falls as soon as the
+        student has the teacher's clear negatives.
+
+        Why probabilities and not MSE on the logits: decoding reads each cell's ``sigmoid`` against a
+        threshold, and almost every cell is a clear "no span" whose exact negative logit does not
+        matter; MSE would spend the student's capacity copying those magnitudes (and the teacher's
+        ``-1e4`` masked cells), while the cross-entropy is bounded there and sharp near the threshold.
+        """
+        same_shape(output, teacher, self.kind)
+        pos = torch.arange(output.shape[-1], device=output.device, dtype=torch.float32)
+        valid = self.cells(pos, batch["attention_mask"]).float()
+        s, t = output.float() / temperature, teacher.float() / temperature
+        p = torch.sigmoid(t)
+        bce = nn.functional.binary_cross_entropy_with_logits
+        kl = bce(s, p, reduction="none") - bce(t, p, reduction="none")
+        return (kl * valid).sum() / (output.shape[0] * output.shape[1]) * temperature**2

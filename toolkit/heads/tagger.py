@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ..text.tags import Scheme, check_scheme, tag_set
-from .base import Head
+from .base import Head, same_shape, soft_kl
 
 
 class TaggerHead(Head):
@@ -50,6 +50,17 @@ class TaggerHead(Head):
         mask = torch.arange(width, device=output.device)[None] < n_words[:, None]
         return -self.crf(emissions, targets[:, :width], mask=mask, reduction="mean")
 
+    def distill_loss(self, output: torch.Tensor, teacher: torch.Tensor, batch: dict[str, torch.Tensor], temperature: float) -> torch.Tensor:
+        """Per-token KL divergence of the temperature-softened tag distributions (softmax of the
+        emissions), times ``T^2``, over the word tokens (``[CLS]``, ``[SEP]`` and padding left out),
+        summed per sequence and averaged over the batch: the scale of the CRF's per-sequence
+        log-likelihood in :meth:`loss`. The CRF transitions learn from the gold labels alone."""
+        same_shape(output, teacher, self.kind)
+        n_words = batch["attention_mask"].sum(1) - 2
+        width = max(int(n_words.max()), 0)
+        mask = (torch.arange(width, device=output.device)[None] < n_words[:, None]).float()
+        kl = soft_kl(output[:, 1 : 1 + width], teacher[:, 1 : 1 + width], temperature)
+        return (kl * mask).sum() / output.shape[0]
 
     def spec(self) -> dict[str, Any]:
         spec = super().spec()

@@ -10,7 +10,8 @@ and resume (safetensors + JSON, no pickle); a tqdm bar and a JSONL log with per-
 norms, LR per group, batch label entropy and dev confidence/calibration (:mod:`toolkit.train.diagnostics`;
 ``toolkit report RUN`` draws them); early stopping on patience or on the trend
 (:func:`toolkit.train.diagnostics.should_stop`); an ``on_eval`` callback that may stop the run; data-parallel
-runs under ``torchrun`` (:mod:`toolkit.train.distributed`: ``batch_size`` is the global batch, rank 0 writes).
+runs under ``torchrun`` (:mod:`toolkit.train.distributed`: ``batch_size`` is the global batch, rank 0 writes);
+distillation from a trained model named by the recipe's ``teacher`` (:mod:`toolkit.train.teacher`).
 """
 from __future__ import annotations
 
@@ -33,13 +34,13 @@ from .diagnostics import Diagnostics, eval_diagnostics, should_stop
 from ..model.encoder import layer_depth
 from ..errors import InputError
 from .. import kinds
-from .features import collate
 from ..model.multitask import MultiTaskModel
 from .precision import autocast, choose_dtype
 from .recipe import Recipe, TaskData, prepare
 from .batching import TaskStream
 from .selection import evaluate_dev as _evaluate, save_best as _save_best
 from .state import EMA, load_checkpoint, recover_checkpoint, save_checkpoint
+from .teacher import Distillation, Teacher
 
 logger = logging.getLogger(__name__)
 
@@ -135,15 +136,18 @@ def _train(recipe: Recipe, resume: bool, progress: bool, overwrite: bool, on_eva
     model_dir = Path(recipe.model_out) if recipe.model_out else out / "model"
     log_path = out / LOG
     checkpoint = dist.on_main(lambda: _find_checkpoint(out, model_dir, resume, overwrite))  # rank 0 alone repairs or cleans the folder
+    teacher = Teacher.load(recipe.teacher, recipe.tasks) if recipe.teacher else None  # before seeding: building it draws random numbers
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     out.mkdir(parents=True, exist_ok=True)
-    model, data = prepare(recipe)
+    model, data = prepare(recipe, teacher.heads if teacher else None)
     model.to(cfg.device)
     if cfg.freeze_encoder:
         model.encoder.requires_grad_(False)
         logger.info("encoder frozen: only the heads train")
     streams = {t: TaskStream(d, cfg.batch_size, rng, cfg.max_tokens, cfg.length_pool) for t, d in data.items()}
+    distill = Distillation.setup(recipe, model, data, teacher, rng)
+    streams.update(distill.streams)  # unlabeled text: checkpointed with the others
     optimizer = torch.optim.AdamW(param_groups(model, cfg.lr, cfg.head_lr, cfg.layer_decay, cfg.weight_decay), betas=(0.9, 0.999), eps=1e-8)
     ema = EMA(model, cfg.ema) if cfg.ema else None
     state = {"step": 0, "best": -1.0, "bad_evals": 0, "history": []}
@@ -157,7 +161,7 @@ def _train(recipe: Recipe, resume: bool, progress: bool, overwrite: bool, on_eva
     if dist.is_main():
         _trim_log(log_path, state["step"])  # resume: steps after the checkpoint are redone; from 0: a clean log
     with open(log_path if dist.is_main() else os.devnull, "a", encoding="utf-8") as log:
-        return _loop(recipe, model, data, streams, optimizer, ema, rng, state, log, model_dir, progress, on_eval)
+        return _loop(recipe, model, data, streams, optimizer, ema, rng, state, log, model_dir, progress, on_eval, distill)
 
 
 def _dtype(cfg, model: MultiTaskModel, recorded: str | None, resumed: bool) -> tuple[str, str]:
@@ -256,13 +260,14 @@ def drop_checkpoint(run: str | Path, model: str | Path) -> bool:
 
 
 def _loop(recipe: Recipe, model: MultiTaskModel, data: dict[str, TaskData], streams: dict[str, TaskStream], optimizer, ema, rng, state: dict, log, model_dir: Path,
-          progress: bool, on_eval: Callable[[dict], None] | None = None) -> dict[str, Any]:
+          progress: bool, on_eval: Callable[[dict], None] | None = None, distill: Distillation | None = None) -> dict[str, Any]:
     cfg = recipe.train
+    distill = distill or Distillation()
     out = Path(recipe.out)
     tasks = list(data)
     sizes = np.array([len(d.train) for d in data.values()], dtype=float)
     probs = sizes**cfg.temperature / (sizes**cfg.temperature).sum()
-    steps_per_epoch = int(sum(st.batches_per_epoch() for st in streams.values()) / cfg.grad_accum)
+    steps_per_epoch = int(sum(distill.per_epoch(t, streams[t].batches_per_epoch()) for t in tasks) / cfg.grad_accum)
     total = cfg.max_steps or max(1, int(cfg.epochs * steps_per_epoch))
     warmup = int(cfg.warmup * total) if cfg.warmup < 1 else int(cfg.warmup)
     logger.info("training %s: %d steps (%.2f epochs) in %s, task probabilities %s", recipe.name, total, total / max(steps_per_epoch, 1), state["dtype"], dict(zip(tasks, probs.round(3).tolist())))
@@ -285,17 +290,19 @@ def _loop(recipe: Recipe, model: MultiTaskModel, data: dict[str, TaskData], stre
         losses = {}
         for _ in range(cfg.grad_accum):
             task = tasks[int(rng.choice(len(tasks), p=probs))]
-            rows = streams[task].next()  # the global batch; this rank trains on its shard
+            source = distill.source(task, rng)  # the task's batches, or its unlabeled text's
+            rows = streams[source].next()  # the global batch; this rank trains on its shard
             mine, share = dist.shard(rows)
-            batch, targets = collate(mine, model.tokenizer.pad_id, kinds.get(model.task_kind(task)))
-            batch, targets = {k: v.to(cfg.device) for k, v in batch.items()}, targets.to(cfg.device)
-            if diag.due(step):
-                diag.batch(task, *collate(rows, model.tokenizer.pad_id, kinds.get(model.task_kind(task))))
+            kind = kinds.get(model.task_kind(task))
+            batch, targets = distill.collate(mine, model.tokenizer.pad_id, kind, source == task)
+            batch, targets = {k: v.to(cfg.device) for k, v in batch.items()}, targets.to(cfg.device) if targets is not None else None
+            if diag.due(step) and source == task:
+                diag.batch(task, *distill.collate(rows, model.tokenizer.pad_id, kind, True))
             with autocast(state["dtype"], cfg.device):  # bf16: the encoder and heads' forward; the loss below is fp32
                 output = model(batch, [task])[task]
-            loss = model.heads[task].loss(output.float(), batch, targets) * data[task].weight
+            loss = distill.loss(model.heads[task], task, output.float(), batch, targets, state["dtype"], cfg.device) * data[task].weight
             (loss * share / cfg.grad_accum).backward()
-            losses[task] = round(dist.all_reduce_mean(loss.detach() * share).item(), 4)  # the global batch's loss
+            losses[source] = round(dist.all_reduce_mean(loss.detach() * share).item(), 4)  # the global batch's loss
         dist.average_gradients(model.parameters())
         extra = diag.step({}, optimizer) if diag.due(step) else {}  # read-only, before clipping
         grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip if cfg.clip else float("inf")))

@@ -6,6 +6,7 @@ Example recipe::
     encoder: zh-e5-small-base        # a base name (see registry.BASES) or an encoder folder
     init: pretrained                 # or "random": same architecture, random weights (a baseline)
     num_layers: null                 # keep only the first N layers
+    teacher: null                    # a trained model to distil from (toolkit.train.teacher)
     max_length: 128
     out: runs/zh-medical-ner
     tasks:
@@ -79,6 +80,8 @@ class TrainSettings:
     early_stopping: str = "patience"  # "patience": no better dev score for `patience` evaluations; "trend": that AND a shrinking confidence gap
     diag_every: int = 10  # log per-layer gradient norms, LR per group and label entropy every N steps (0: never)
     tensorboard: bool | str = "auto"  # TensorBoard event files in OUT/tensorboard: true, false, or auto (when tensorboard is installed)
+    distill_weight: float = 0.5  # with a recipe `teacher`: loss = (1 - w) * gold loss + w * distillation loss
+    distill_temperature: float = 2.0  # softens the teacher's and the student's distributions (toolkit.train.teacher)
 
     def precision(self) -> str:
         """The dtype setting, ``"auto"``, ``"fp32"`` or ``"bf16"``, with the deprecated ``bf16`` folded in.
@@ -111,6 +114,9 @@ class TaskRecipe:
     train_limit: int | None = None
     dev_limit: int | None = None
     holdout: int = 0  # when > 0 and no dev is given: this many training examples (seeded shuffle) select the model
+    unlabeled: Any = None  # with a recipe `teacher`: a text file (one text a line; a path, else under the data root) or a list; distillation loss only
+    unlabeled_ratio: float = 0.25  # the fraction of this task's batches that come from `unlabeled`
+    unlabeled_limit: int | None = None  # at most this many unlabeled texts (a seeded sample)
 
 
 @dataclass
@@ -122,6 +128,7 @@ class Recipe:
     model_out: str | None = None  # where the best model folder goes (default: OUT/model)
     from_model: str | None = None  # continue from a trained model folder or registered name
     keep_heads: bool = True  # with from_model: keep its other heads (false: the new folder holds only the recipe's tasks)
+    teacher: str | None = None  # a trained model folder or registered name to distil from (same vocabulary; heads of the same kind and labels)
     init: str = "pretrained"
     num_layers: int | None = None
     max_length: int | None = None  # default 128, or the from_model's
@@ -170,6 +177,17 @@ class Recipe:
             raise ValueError(f"tensorboard must be true, false or auto, got {t.tensorboard!r}")
         if not self.encoder and not self.from_model:
             raise ValueError("the recipe needs `encoder` (a base name such as zh-e5-small-base, or an encoder folder) or `from_model` (a model to continue)")
+        if not 0 <= t.distill_weight <= 1 or t.distill_temperature <= 0:
+            raise ValueError(f"distill_weight must be between 0 and 1 and distill_temperature positive, got {t.distill_weight} and {t.distill_temperature}")
+        for name, task in self.tasks.items():
+            if task.unlabeled is None:
+                continue
+            if not self.teacher:
+                raise ValueError(f"task {name!r}: unlabeled text trains on the teacher's outputs alone: add `teacher:` (a trained model) or drop `unlabeled`")
+            if kinds.get(task.kind).input != "text":
+                raise ValueError(f"task {name!r}: unlabeled text works for tasks on one text; a {task.kind} head reads pairs")
+            if not 0 < task.unlabeled_ratio < 1:
+                raise ValueError(f"task {name!r}: unlabeled_ratio must be between 0 and 1 (the fraction of its batches from unlabeled text), got {task.unlabeled_ratio}")
         if self.from_model and self.num_layers is not None:
             raise ValueError("num_layers cannot change a model that is continued (from_model); truncate when training from a base encoder")
 
@@ -182,6 +200,10 @@ class Recipe:
 
         start = f"the model `{self.from_model}`" if self.from_model else f"`{self.encoder}` ({self.init} init)"
         lines = [f"# {self.name}", "", f"Fine-tuned from {start} by toolkit {__version__} on {date.today().isoformat()}; max length {self.max_length}.", ""]
+        if self.teacher:
+            extra = [f"{_ref(t.unlabeled)} for {n}" for n, t in self.tasks.items() if t.unlabeled is not None]
+            lines += [f"Distilled from the model `{self.teacher}` (distill_weight {self.train.distill_weight}, temperature "
+                      f"{self.train.distill_temperature}{'; unlabeled text: ' + ', '.join(extra) if extra else ''}).", ""]
         lines += ["| task | kind | labels | trained on | model selected on | metric | value |", "|---|---|---|---|---|---|---|"]
         files: list[str] = []
         for t, spec in self.tasks.items():
@@ -303,11 +325,13 @@ def _start(recipe: Recipe) -> tuple[Encoder, TextTokenizer, dict, NormalizationC
     return encoder, tokenizer, {}, NormalizationConfig.from_dict(recipe.normalization), recipe.max_length or 128, {}
 
 
-def prepare(recipe: Recipe) -> tuple[MultiTaskModel, dict[str, TaskData]]:
+def prepare(recipe: Recipe, teacher_heads: dict[str, Any] | None = None) -> tuple[MultiTaskModel, dict[str, TaskData]]:
     """Build the model and the training features / dev examples of every task.
 
     With ``recipe.from_model`` the encoder, tokenizer, normalisation and the other heads come from
     that model; a task's head is reused when its kind, labels and scheme match, else made anew.
+    ``teacher_heads`` (a teacher's heads by task): a task without ``labels`` takes its teacher
+    head's labels, in their order, when the data's labels are among them.
     """
     encoder, tokenizer, heads, normalization, max_length, metrics = _start(recipe)
     if max_length > encoder.max_positions:
@@ -331,6 +355,9 @@ def prepare(recipe: Recipe) -> tuple[MultiTaskModel, dict[str, TaskData]]:
         labels = t.labels or kind.infer_labels(train)
         if not t.labels and old is not None and old.kind == t.kind and set(labels) <= set(old.labels):
             labels = list(old.labels)  # keep the trained head's label order (and labels this data lacks)
+        taught = (teacher_heads or {}).get(name)
+        if not t.labels and taught is not None and taught.kind == t.kind and set(labels) <= set(taught.labels):
+            labels = list(taught.labels)  # the teacher's labels in its order: its outputs line up with the student's
         spec = TaskSpec.from_dict(name, {"kind": t.kind, "labels": labels, "scheme": t.scheme, "options": t.options})
         kind.spec_defaults(spec)
         if old is not None and old.spec() == spec.build_head(encoder.hidden_size).spec():
