@@ -2,11 +2,16 @@
 
 * ``torch-fp32`` / ``torch-bf16`` / ``onnx-fp32`` / ``onnx-int8``: ``toolkit.load`` (bf16 = the fp32
   pipeline called under ``torch.autocast``);
-* ``hf-pipeline``: ``transformers.pipeline("token-classification")`` with its defaults on the same weights;
+* ``hf-pipeline``: ``transformers.pipeline`` with its defaults on the same encoder weights:
+  ``"token-classification"`` for entity heads, ``"text-classification"`` for classifier and matcher
+  heads (pairs as ``{"text": a, "text_pair": b}``);
 * ``padded-256``: typical user code, batches of 32 in corpus order padded to 256, argmax.
 
-Each builder returns a :class:`Configured`: ``many(texts)`` and ``one(text)`` are timed, ``spans``
-turns outputs into ``(start, end, label)`` lists for the agreement column.
+Each builder gets the model's spec (``folder``, ``task``, ``input`` ``"text"`` or ``"pair"``,
+``output`` ``"entities"`` or ``"label"``, ``hf_dir``, ``hf_task``, ``max_length`` ...) and returns a
+:class:`Configured`: ``many(inputs)`` and ``one(input)`` are timed (an input is a text or a pair
+``(a, b)``), ``answers`` turns outputs into comparable answers for the agreement column: a list of
+``(start, end, label)`` per text for entity heads, the label for label heads.
 """
 from __future__ import annotations
 
@@ -22,15 +27,16 @@ CONFIGS = OURS + HF_BASED
 PADDED_LENGTH, PADDED_BATCH = 256, 32
 
 Spans = list[tuple[int, int, str]]
+Input = Any  # a text (str) or a pair (tuple of two str)
 
 
 @dataclass
 class Configured:
-    """A loaded configuration: ``many(texts)`` and ``one(text)`` are timed, ``spans`` is not."""
+    """A loaded configuration: ``many(inputs)`` and ``one(input)`` are timed, ``answers`` is not."""
 
-    many: Callable[[list[str]], list[Any]]
-    one: Callable[[str], Any]
-    spans: Callable[[list[Any]], list[Spans]]
+    many: Callable[[list[Input]], list[Any]]
+    one: Callable[[Input], Any]
+    answers: Callable[[list[Any]], list[Any]]
     info: dict[str, Any] = field(default_factory=dict)
 
 
@@ -65,59 +71,94 @@ def build_ours(spec: dict[str, Any], config: str) -> Configured:
 
     quantize = "int8" if config == "onnx-int8" else None
     pipe = toolkit.load(spec["folder"], tasks=spec["task"], runtime=runtime, quantize=quantize, threads=spec["threads"], batch_size=spec["batch_size"])
-    info: dict[str, Any] = {"call": "pipe(list_of_texts) once per repeat; pipe(text) for latency"}
+    what = "list_of_pairs" if spec["input"] == "pair" else "list_of_texts"
+    info: dict[str, Any] = {"call": f"pipe({what}) once per repeat; pipe(one input) for latency"}
     context: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
     if runtime == "torch":
         import torch
 
         seen: set[str] = set()
-        info["emission_dtypes"] = seen  # what the tagger head's Linear returned: shows whether autocast applied
+        info["head_dtypes"] = seen  # what the head returned: shows whether autocast applied
         pipe.runner.model.heads[spec["task"]].register_forward_hook(lambda _m, _i, out: seen.add(str(out.dtype).replace("torch.", "")))
         if config == "torch-bf16":
             context = functools.partial(torch.autocast, "cpu", dtype=torch.bfloat16)
 
-    def many(texts: list[str]) -> list[Any]:
+    def many(inputs: list[Input]) -> list[Any]:
         with context():
-            return pipe(texts)
+            return pipe(inputs)
 
-    def one(text: str) -> Any:
+    def one(item: Input) -> Any:
         with context():
-            return pipe(text)
+            return pipe(item)
 
-    def spans(outputs: list[Any]) -> list[Spans]:
-        return [[(e.start, e.end, e.label) for e in entities] for entities in outputs]
+    def answers(outputs: list[Any]) -> list[Any]:
+        if spec["output"] == "entities":
+            return [[(e.start, e.end, e.label) for e in entities] for entities in outputs]
+        return [r["label"] for r in outputs]
 
-    return Configured(many, one, spans, info)
+    return Configured(many, one, answers, info)
+
+
+def hf_inputs(inputs: list[Input]) -> list[Any]:
+    """What ``pipeline("text-classification")`` takes: texts as they are, pairs as ``{"text", "text_pair"}``."""
+    return [{"text": x[0], "text_pair": x[1]} if isinstance(x, tuple) else x for x in inputs]
 
 
 def build_hf_pipeline(spec: dict[str, Any], config: str) -> Configured:
-    """``transformers.pipeline("token-classification")`` with its defaults on the converted folder."""
+    """``transformers.pipeline(spec["hf_task"])`` with its defaults on the converted folder."""
     _torch_threads(spec["threads"])
     from transformers import pipeline
 
-    pipe = pipeline("token-classification", model=spec["hf_dir"], device=-1)
-    info = {"call": "pipe(list_of_texts) once per repeat (default batch_size=1, aggregation_strategy='none'); pipe(text) for latency"}
+    task = spec["hf_task"]
+    pipe = pipeline(task, model=spec["hf_dir"], device=-1)
+    if task == "token-classification":
+        info = {"call": "pipe(list_of_texts) once per repeat (default batch_size=1, aggregation_strategy='none'); pipe(text) for latency"}
 
-    def spans(outputs: list[Any]) -> list[Spans]:
-        return [bio_spans((t["index"], t["start"], t["end"], t["entity"]) for t in tokens) for tokens in outputs]
+        def spans(outputs: list[Any]) -> list[Spans]:
+            return [bio_spans((t["index"], t["start"], t["end"], t["entity"]) for t in tokens) for tokens in outputs]
 
-    return Configured(lambda texts: pipe(texts), pipe, spans, info)
+        return Configured(lambda texts: pipe(texts), pipe, spans, info)
+
+    # without truncation the pipeline fails on texts over 512 tokens; ours read the first max_length tokens
+    limit = {"truncation": True, "max_length": spec["max_length"]}
+    what = 'list of {"text": a, "text_pair": b}' if spec["input"] == "pair" else "list_of_texts"
+    info = {"call": f"pipe({what}, truncation=True, max_length={spec['max_length']}) once per repeat (default batch_size=1, top_k=1); one input per call for latency"}
+
+    def many(inputs: list[Input]) -> list[Any]:
+        return pipe(hf_inputs(inputs), **limit)
+
+    def one(item: Input) -> Any:
+        return pipe(hf_inputs([item])[0], **limit)
+
+    def labels(outputs: list[Any]) -> list[str]:
+        return [(o[0] if isinstance(o, list) else o)["label"] for o in outputs]
+
+    return Configured(many, one, labels, info)
 
 
 def build_padded(spec: dict[str, Any], config: str) -> Configured:
     """What a user typically writes: fixed padding to 256, batches of 32 in corpus order, argmax."""
     _torch_threads(spec["threads"])
     import torch
-    from transformers import AutoModelForTokenClassification, AutoTokenizer
+    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer
 
+    tokens = spec["hf_task"] == "token-classification"
     tokenizer = AutoTokenizer.from_pretrained(spec["hf_dir"])
-    model = AutoModelForTokenClassification.from_pretrained(spec["hf_dir"]).eval()
+    model = (AutoModelForTokenClassification if tokens else AutoModelForSequenceClassification).from_pretrained(spec["hf_dir"]).eval()
     id2label = {int(k): v for k, v in model.config.id2label.items()}
+    settings = {"padding": "max_length", "max_length": PADDED_LENGTH, "truncation": True, "return_tensors": "pt"}
 
-    def many(texts: list[str]) -> list[Spans]:
-        out = []
-        for i in range(0, len(texts), PADDED_BATCH):
-            enc = tokenizer(texts[i : i + PADDED_BATCH], padding="max_length", max_length=PADDED_LENGTH, truncation=True, return_offsets_mapping=True, return_tensors="pt")
+    def many(inputs: list[Input]) -> list[Any]:
+        out: list[Any] = []
+        for i in range(0, len(inputs), PADDED_BATCH):
+            chunk = inputs[i : i + PADDED_BATCH]
+            if not tokens:
+                pair = spec["input"] == "pair"
+                enc = tokenizer([x[0] for x in chunk], [x[1] for x in chunk], **settings) if pair else tokenizer(chunk, **settings)
+                with torch.no_grad():
+                    out += [id2label[p] for p in model(**enc).logits.argmax(-1).tolist()]
+                continue
+            enc = tokenizer(chunk, return_offsets_mapping=True, **settings)
             offsets = enc.pop("offset_mapping").tolist()
             with torch.no_grad():
                 predicted = model(**enc).logits.argmax(-1).tolist()
@@ -126,8 +167,8 @@ def build_padded(spec: dict[str, Any], config: str) -> Configured:
                 out.append(bio_spans(tags))
         return out
 
-    info = {"call": f"batches of {PADDED_BATCH} in corpus order, padded to {PADDED_LENGTH}; one text per call for latency"}
-    return Configured(many, lambda text: many([text])[0], lambda outputs: outputs, info)
+    info = {"call": f"batches of {PADDED_BATCH} in corpus order, padded to {PADDED_LENGTH}; one input per call for latency"}
+    return Configured(many, lambda item: many([item])[0], lambda outputs: outputs, info)
 
 
 BUILDERS: dict[str, Callable[[dict[str, Any], str], Configured]] = {
