@@ -29,7 +29,7 @@ MODELS: dict[str, dict[str, Any]] = {
         "description": "medical NER, 9 CMeEE types (dis sym pro equ dru ite bod dep mic), nested entities (span head)",
     },
     "ner-general": {
-        "path": _JOINT, "tasks": ["ner_general"],
+        "path": "ner-general", "tasks": ["ner_general"],
         "description": "general NER: person, place, organisation (MSRA PER LOC ORG)",
     },
     "sentiment": {
