@@ -5,6 +5,12 @@
     python benchmarks/accuracy.py --runtimes torch,onnx,onnx-int8 --name accuracy_runtimes [--check]
     python benchmarks/accuracy.py --folder runs/zh-multitask/model --name zh_multitask_pilot \
         --eval ner_medical=cmeee:dev --eval 'sentiment=chnsenticorp:test!chnsenticorp:train'   # an unregistered folder
+    python benchmarks/accuracy.py --merge results/accuracy_ner_general.json results/accuracy_sentiment.json ...
+
+``--merge`` measures nothing: it assembles the table from earlier runs' JSON files (each scored on
+the same runtimes), one row per (model, split), a later file's row replacing an earlier one, keeps
+only registered names, and lists for every row the run it came from (command, commit, date, CPU).
+That is how models trained at different times share one table without re-scoring all of them.
 
 Writes ``benchmarks/results/NAME.json`` and ``NAME.md`` (default ``accuracy``) with the command,
 commit, date and hardware. The splits of each registered model name come from
@@ -116,6 +122,42 @@ def verdicts(rows: list[dict[str, Any]], specs: list[str], tolerance: float) -> 
     return lines, ok
 
 
+def merge(files: list[str], name: str, tolerance: float) -> int:
+    """Write ``name``.md/json from the rows of earlier results ``files`` (see the module docstring)."""
+    import json
+
+    from toolkit.registry import MODELS
+
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    runs, specs = [], None
+    for i, path in enumerate(files):
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        if specs is None:
+            specs = data["runtimes"]
+        elif data["runtimes"] != specs:
+            raise SystemExit(f"{path} was scored on {data['runtimes']}, the others on {specs}: merge runs of the same runtimes")
+        runs.append({"file": Path(path).name, **data["run"]})
+        for row in data["rows"]:
+            if row["model"] in MODELS:
+                rows[(row["model"], row["dataset"])] = {**row, "source": i + 1}
+    ordered = sorted(rows.values(), key=lambda r: (r["model"], r["dataset"]))
+    lines = table(ordered, specs, tolerance)
+    lines[0] = lines[0][:-1] + "| run |"
+    lines[1] = lines[1] + "---|"
+    for k, r in enumerate(ordered):
+        lines[k + 2] += f" {r['source']} |"
+    summary, ok = verdicts(ordered, specs, tolerance)
+    sources = [f"{i}. `{r['file']}`: `{r.get('command', '')}`, commit {str(r.get('commit', ''))[:12]}, {r.get('date', '')}, "
+               f"{r.get('hardware', '')}" for i, r in enumerate(runs, 1)]
+    note = (f"Each split is scored on every runtime with the same examples; `same as {specs[0]}`: examples whose predicted "
+            f"entity set or label is identical to {specs[0]}'s. Rows come from the runs listed at the end (column `run`).")
+    title = "# Accuracy of the shipped models" + (f" on {', '.join(specs)}" if specs != ["torch"] else "")
+    markdown = "\n\n".join([title, note, "\n".join(lines), "\n".join(summary), "Runs merged:\n" + "\n".join(sources)])
+    data = {"run": run_info(sys.argv), "runtimes": specs, "int8_tolerance": tolerance, "claims_hold": ok, "merged_from": runs, "rows": ordered}
+    write_results(name, data, markdown)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--limit", type=int, help="only the first N examples of each split (a quick check)")
@@ -130,8 +172,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--check", action="store_true", help="exit 1 if fp32 ONNX differs from the reference on any example or int8 loses more than the tolerance")
     ap.add_argument("--batch-size", type=int, help="windows per encoder pass (default: the pipeline's, what load() users get)")
     ap.add_argument("--name", default="accuracy", help="results file name")
+    ap.add_argument("--merge", nargs="+", metavar="JSON", help="assemble the table from these earlier results files (no measuring)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if args.merge:
+        return merge(args.merge, args.name, args.int8_tolerance)
 
     from toolkit.runtime.evaluation import RUNTIMES, compare_runtimes, runtime_spec
 
