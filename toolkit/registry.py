@@ -33,7 +33,7 @@ MODELS: dict[str, dict[str, Any]] = {
         "description": "general NER: person, place, organisation (MSRA PER LOC ORG)",
     },
     "sentiment": {
-        "path": _JOINT, "tasks": ["sentiment"],
+        "path": "sentiment", "tasks": ["sentiment"],
         "description": "review sentiment: negative / positive (ChnSentiCorp)",
     },
     "similarity-medical": {
