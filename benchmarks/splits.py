@@ -21,7 +21,15 @@ SPLITS: dict[str, list[dict[str, Any]]] = {
                   {"task": "sentiment", "dataset": "chnsenticorp:test", "exclude": "chnsenticorp:train"}],
     "similarity-medical": [{"task": "similarity_medical", "dataset": "chip-sts:dev"}],
     "ner-medical-small": [{"task": "ner_medical", "dataset": "cmeee:dev"}],
-    "zh-multitask": [],  # its tasks are scored under the names above
+    "ner-general-small": [{"task": "ner_general", "dataset": "msra:test"}],
+    "sentiment-small": [{"task": "sentiment", "dataset": "chnsenticorp:test"},
+                        {"task": "sentiment", "dataset": "chnsenticorp:test", "exclude": "chnsenticorp:train"}],
+    "similarity-medical-small": [{"task": "similarity_medical", "dataset": "chip-sts:dev"}],
+    # the joint model's own heads (the single-task names above moved to their own folders in issue 15)
+    "zh-multitask": [{"task": "ner_medical", "dataset": "cmeee:dev"}, {"task": "ner_general", "dataset": "msra:test"},
+                     {"task": "sentiment", "dataset": "chnsenticorp:test"},
+                     {"task": "sentiment", "dataset": "chnsenticorp:test", "exclude": "chnsenticorp:train"},
+                     {"task": "similarity_medical", "dataset": "chip-sts:dev"}],
 }
 
 

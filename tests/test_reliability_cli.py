@@ -272,7 +272,7 @@ def test_glossary_matches_the_model_cards():
     root = Path(registry.__file__).resolve().parent.parent / "pretrained"
     cards = {"cmeee": ["zh-multitask/cards/ner-medical.md", "ner-medical-small/README.md"],
              "msra": ["zh-multitask/cards/ner-general.md", "ner-general/README.md"], "chnsenticorp": ["zh-multitask/cards/sentiment.md", "sentiment/README.md"],
-             "chip-sts": ["zh-multitask/cards/similarity-medical.md"]}
+             "chip-sts": ["zh-multitask/cards/similarity-medical.md", "similarity-medical/README.md"]}
     for key, paths in cards.items():
         for path in paths:
             if not (root / path).is_file():

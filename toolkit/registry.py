@@ -37,7 +37,7 @@ MODELS: dict[str, dict[str, Any]] = {
         "description": "review sentiment: negative / positive (ChnSentiCorp)",
     },
     "similarity-medical": {
-        "path": _JOINT, "tasks": ["similarity_medical"],
+        "path": "similarity-medical", "tasks": ["similarity_medical"],
         "description": "medical question pairs: same meaning 1 / different 0 (CHIP-STS)",
     },
     "ner-medical-small": {
