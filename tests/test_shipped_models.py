@@ -25,7 +25,9 @@ CASES: dict[str, list] = {
         ("张伟昨天在北京参观了清华大学。", [("张伟", "PER"), ("北京", "LOC"), ("清华大学", "ORG")]),
     ],
     "sentiment": [("这家酒店的服务非常好，房间干净，下次还会再来。", "positive"), ("质量太差了，用了两天就坏了，非常失望。", "negative")],
+    "sentiment-small": [("这家酒店的服务非常好，房间干净，下次还会再来。", "positive"), ("质量太差了，用了两天就坏了，非常失望。", "negative")],
     "similarity-medical": [(("糖尿病人能吃西瓜吗", "糖尿病患者可以吃西瓜吗"), "1"), (("高血压吃什么药", "感冒了怎么办"), "0")],
+    "similarity-medical-small": [(("糖尿病人能吃西瓜吗", "糖尿病患者可以吃西瓜吗"), "1"), (("高血压吃什么药", "感冒了怎么办"), "0")],
     # every head at once: text heads on a text, the pair head on a pair ({task: expected})
     "zh-multitask": [
         ("王医生说患者的咳嗽好多了，服务也很周到，很满意。", {"ner_medical": [("咳嗽", "sym")], "sentiment": "positive"}),

@@ -44,6 +44,14 @@ MODELS: dict[str, dict[str, Any]] = {
         "path": "ner-medical-small", "tasks": ["ner_medical"],
         "description": "ner-medical on a 2-layer encoder: same labels, for bulk jobs on CPU (speed_small.md)",
     },
+    "sentiment-small": {
+        "path": "sentiment-small", "tasks": ["sentiment"],
+        "description": "sentiment on a 2-layer encoder distilled from it: same labels, for bulk jobs on CPU",
+    },
+    "similarity-medical-small": {
+        "path": "similarity-medical-small", "tasks": ["similarity_medical"],
+        "description": "similarity-medical on a 2-layer encoder distilled from it: same labels, for bulk jobs on CPU",
+    },
     "zh-multitask": {
         "path": _JOINT, "tasks": None,
         "description": "ner-medical, ner-general, sentiment and similarity-medical in one encoder pass",
