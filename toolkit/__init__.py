@@ -92,11 +92,9 @@ def load(
     if dtype not in ("fp32", "bf16"):
         raise ValueError(f"dtype must be 'fp32' or 'bf16', got {dtype!r}")
     if runtime == "auto":
-        if quantize is not None or dtype != "fp32" or export:
-            raise ValueError("runtime='auto' chooses the runtime, quantisation and dtype itself and never exports: drop quantize=, dtype= "
-                             "and export=, or name the runtime (e.g. runtime='onnx', quantize='int8' or runtime='torch', dtype='bf16')")
-        from .runtime.auto import load_auto
+        from .runtime.auto import check_options, load_auto
 
+        check_options(quantize, dtype, export)
         return load_auto(name_or_path, tasks, device=device, batch_size=batch_size, progress=progress, threads=threads)
     if runtime == "onnx":
         if dtype != "fp32":

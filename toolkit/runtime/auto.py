@@ -119,6 +119,17 @@ def choose_runtime(path: str | Path, tasks: str | Sequence[str] | None = None, t
     return dict(choice.load), choice.reason
 
 
+def check_options(quantize: str | None = None, dtype: str = "fp32", export: bool = False) -> None:
+    """Refuse what ``runtime="auto"`` decides itself (quantisation, dtype) or never does (export):
+    the one check behind :func:`toolkit.load` and :func:`toolkit.runtime.evaluation.evaluate`.
+
+    >>> check_options()
+    """
+    if quantize is not None or dtype != "fp32" or export:
+        raise ValueError("runtime='auto' chooses the runtime, quantisation and dtype itself and never exports: drop quantize=, dtype= "
+                         "and export=, or name the runtime (e.g. runtime='onnx', quantize='int8' or runtime='torch', dtype='bf16')")
+
+
 def load_auto(name_or_path: str | Path, tasks: str | Sequence[str] | None = None, device: str = "cpu", batch_size: int | None = None,
               progress: bool = False, threads: int | None = None, cache: bool = True):
     """:func:`toolkit.load` with ``runtime="auto"``: the pipeline of the chosen runtime (the one built
@@ -320,5 +331,5 @@ def _installed(module: str) -> bool:
         return False
 
 
-__all__ = ["ENV", "MARGIN", "MIN_AGREEMENT", "PROBE_PAIRS", "PROBE_TEXTS", "RuntimeChoice", "agreement", "candidates", "choose_runtime",
+__all__ = ["ENV", "MARGIN", "MIN_AGREEMENT", "PROBE_PAIRS", "PROBE_TEXTS", "RuntimeChoice", "agreement", "candidates", "check_options", "choose_runtime",
            "decide", "load_auto", "measure"]

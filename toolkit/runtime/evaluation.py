@@ -262,8 +262,10 @@ def evaluate(
         >>> evaluate("path/to/model", "msra:test", task="ner_general", runtime="onnx", quantize="int8")["main"]  # doctest: +SKIP
         0.9102
     """
-    if runtime == "auto" and quantize is not None:
-        raise ValueError("runtime='auto' chooses the quantisation itself: drop quantize, or use runtime='onnx'")
+    if runtime == "auto":
+        from .auto import check_options
+
+        check_options(quantize)
     spec = "auto" if runtime == "auto" else runtime_spec(runtime, quantize)
     pipe, name, task = _pipeline(model_or_path, task, spec, batch_size, progress, threads)
     choice = getattr(pipe, "runtime_choice", None)
