@@ -181,7 +181,17 @@ def run(args: argparse.Namespace) -> dict:
         "data": str(data_file), "pairs": len(labels), "results": results,
         "char_tokens": n_tok, "char_unk_tokens": unk, "vocab_size": len(tok),
         "build": build_info and {k: build_info[k] for k in ("counts", "settings", "sha256", "build_seconds")},
+        "pretraining": pretraining_progress(args.base),
     }
+
+
+def pretraining_progress(base: str | None) -> dict | None:
+    """Step, tokens and losses of the continued-pretraining run ``base`` was exported from, if it was."""
+    if base is None:
+        return None
+    from base_encoder_ner import mlm_progress
+
+    return mlm_progress(Path(base))
 
 
 def write_results(report: dict, out_dir: Path) -> None:

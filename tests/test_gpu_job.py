@@ -1,6 +1,7 @@
 """The GPU job (toolkit.train.gpu_job): pack here, run there, unpack here, all on the CPU with the
 tiny encoder; the run side is checked in a process where jieba, opencc and pytorch-crf (absent on the
-GPU machine) cannot be imported. The CUDA tests skip without a GPU."""
+GPU machine) cannot be imported. With distillation, the job carries a tiny teacher (test_distill's)
+pruned to the corpus, its layers shared with a student built from it. The CUDA tests skip without a GPU."""
 from __future__ import annotations
 
 import json
@@ -140,6 +141,181 @@ def test_run_fits_its_steps_to_the_minutes(job, tmp_path):
     assert 1 <= summary["steps"] <= summary["planned_steps"]
     assert summary["wall_s"] < 6 + 20  # the budget, plus slack for a busy CI machine
     assert (tmp_path / "out" / "config.json").is_file()
+
+
+# ---------------------------------------------------------------- with the distillation teacher
+
+@pytest.fixture(scope="module")
+def teacher_folder(tmp_path_factory):
+    from test_distill import build_teacher
+
+    folder = tmp_path_factory.mktemp("teacher")
+    build_teacher(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def twin_encoder(teacher_folder, tmp_path_factory):
+    """A char-level student whose layers are the teacher's, as zh-e5-small-base's are e5's."""
+    from transformers import BertConfig, BertModel
+
+    from conftest import build_tiny_encoder, tiny_vocab
+
+    folder = build_tiny_encoder(tmp_path_factory.mktemp("twin") / "encoder", hidden=16)
+    teacher = BertModel.from_pretrained(str(teacher_folder), add_pooling_layer=False)
+    config = BertConfig(**(teacher.config.to_dict() | {"vocab_size": len(tiny_vocab()), "pad_token_id": 0}))
+    student = BertModel(config, add_pooling_layer=False)
+    state = {k: v for k, v in teacher.state_dict().items() if "word_embeddings" not in k}
+    assert not student.load_state_dict(state, strict=False).unexpected_keys
+    student.save_pretrained(str(folder))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def distill_job(twin_encoder, teacher_folder, text_file, tmp_path_factory):
+    from toolkit.cli import main
+
+    out = tmp_path_factory.mktemp("djob") / "gpu_job"
+    code = main(["gpu-job", "pack", "--encoder", str(twin_encoder), "--text", str(text_file), "--out", str(out),
+                 "--batch-size", "4", "--max-length", "24", "--lr", "1e-3", "--log-every", "1", "--num-layers", "1",
+                 "--distill-weight", "1", "--teacher", str(teacher_folder), "--distill-loss", "cosine"])
+    assert code == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def distill_work(distill_job, tmp_path_factory):
+    work = tmp_path_factory.mktemp("dwork")
+    materialize(distill_job, work)
+    return work
+
+
+def _student(encoder):
+    from toolkit.text.tokenization import TextTokenizer
+    from toolkit.train.distill import StudentText
+
+    return StudentText.of(TextTokenizer.from_pretrained(encoder))
+
+
+def _own_tensors(job) -> dict:
+    """The tensors the job stores for its teacher itself (not by reference)."""
+    import lzma
+
+    from safetensors.numpy import load
+
+    stored = job / json.loads((job / "job.json").read_text())["teacher"]["files"]["model.safetensors"]
+    return load(lzma.decompress(stored.read_bytes()) if stored.suffix == ".xz" else stored.read_bytes())
+
+
+def test_the_teacher_keeps_only_the_corpus_pieces(distill_job, distill_work, teacher_folder, twin_encoder):
+    from safetensors.numpy import load_file
+
+    from toolkit.text.tokenization import TextTokenizer
+    from toolkit.train.distill import Teacher
+    from toolkit.train.mlm_data import Packed
+
+    spec = json.loads((distill_job / "job.json").read_text())
+    assert spec["train"]["distill_weight"] == 1 and spec["train"]["distill_loss"] == "cosine"
+    assert spec["train"]["num_layers"] == 1 and spec["teacher"]["max_length"] == 24
+    full, pruned = Teacher.load(teacher_folder), Teacher.load(distill_work / "teacher")
+    _, ids, words, _ = materialize(distill_job, distill_work / "again")
+    student, tok = _student(twin_encoder), TextTokenizer.from_pretrained(twin_encoder)
+    used = {int(p) for row in Packed(ids, words, 24, tok).ids for text, _, _ in student.rebuild(row)
+            for p in full.encode([text])[0][0]}
+    assert set(pruned.keep.tolist()) == used | {0, 1, 2, 3} and len(pruned.keep) < full.vocab_size
+    vocab = full.tokenizer.get_vocab()
+    assert not pruned.kept[vocab["New"]] and pruned.kept[vocab["检查"]]  # only in test_distill's texts / in these
+    assert _own_tensors(distill_job)["embeddings.word_embeddings.weight"].shape == (len(pruned.keep), 16)
+    rebuilt = load_file(str(distill_work / "teacher" / "model.safetensors"))
+    assert {v.dtype for v in rebuilt.values()} == {np.dtype(np.float16)}
+
+
+def test_the_teachers_shared_layers_are_stored_by_name(distill_job):
+    spec = json.loads((distill_job / "job.json").read_text())["teacher"]
+    own = set(_own_tensors(distill_job))
+    layers = {k for k in spec["shared"] if k.startswith("encoder.layer.")}
+    assert len(layers) == 2 * 16 and "embeddings.position_embeddings.weight" in spec["shared"]  # 16 tensors a layer
+    assert all(spec["shared"][k] == k for k in layers) and not own & set(spec["shared"])
+    assert own == {"embeddings.word_embeddings.weight"}
+
+
+def test_the_rebuilt_teacher_matches_the_full_one(distill_job, distill_work, teacher_folder, twin_encoder):
+    import torch
+
+    from toolkit.train.distill import Teacher
+
+    full, pruned = Teacher.load(teacher_folder), Teacher.load(distill_work / "teacher")
+    full.model.half().float()  # the job carries float16
+    _, ids, _, _ = materialize(distill_job, distill_work / "again")
+    text = _student(twin_encoder).rebuild(ids[:22])[0][0]  # as the distiller sees it: normalised ("，" -> ",")
+    pieces = full.encode([text])[0][0]
+    seq = np.concatenate([[full.bos], pieces, [full.eos]])
+    assert not np.array_equal(pruned.model_ids(seq), seq)  # compact rows
+    with torch.no_grad():
+        a = full.model(input_ids=torch.from_numpy(seq)[None], output_hidden_states=True).hidden_states
+        b = pruned.model(input_ids=torch.from_numpy(pruned.model_ids(seq))[None], output_hidden_states=True).hidden_states
+    assert all(torch.allclose(x, y, atol=1e-6) for x, y in zip(a, b))
+
+
+def test_a_pruned_out_piece_is_fed_as_unk_and_not_aligned(distill_work, twin_encoder):
+    from toolkit.text.tokenization import TextTokenizer
+    from toolkit.train.distill import Distiller, Teacher
+
+    teacher, tok = Teacher.load(distill_work / "teacher"), TextTokenizer.from_pretrained(twin_encoder)
+    hf = tok.hf
+    distiller = Distiller(teacher, hf.convert_ids_to_tokens(list(range(len(hf)))), hf.all_special_ids, hf.unk_token_id, 1, 16)
+    row = np.asarray([[tok.cls_id, *tok.encode(["检查New"])[0][0].tolist(), tok.sep_id]])  # [CLS] 检 查 N ##e ##w [SEP]
+    al = distiller.align(row, np.zeros(row.shape, bool))
+    vocab = teacher.tokenizer.get_vocab()
+    seq = al.ids[0][al.mask[0] == 1].tolist()
+    assert seq == [int(teacher.model_ids(np.array(p))) for p in (0, vocab["\u2581"], vocab["检查"], vocab["New"], 2)]
+    assert seq[3] == teacher.rows[teacher.unk]  # "New" is not in the job's corpus: <unk> to the teacher
+    assert al.piece[0].tolist() == [-1, 2, 2, -1, -1, -1, -1]  # 检查 aligned; N ##e ##w not
+    assert distiller.flush_dropped() == pytest.approx(1 / 3) and distiller.flush_dropped() == 0.0
+
+
+def test_run_with_the_teacher_then_unpack(distill_job, tmp_path):
+    from transformers import AutoConfig
+
+    summary = run_job(distill_job, tmp_path / "result", minutes=2, device="cpu", work=tmp_path / "work",
+                      overrides={"max_steps": 3})
+    assert summary["steps"] == 3 and summary["distill"] > 0
+    log = [json.loads(x) for x in (tmp_path / "result" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3] and all(0 < r["distill"] <= 2 for r in log)
+    folder = unpack(tmp_path / "result", distill_job, tmp_path / "encoder")
+    assert AutoConfig.from_pretrained(str(folder)).num_hidden_layers == 1  # --num-layers 1 travelled
+
+
+def test_a_job_packed_before_distillation_runs_mlm_alone(job, tmp_path):
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(job, old)
+    spec = json.loads((old / "job.json").read_text())
+    for k in ("distill_weight", "mlm_weight", "distill_loss", "num_layers"):
+        del spec["train"][k]
+    (old / "job.json").write_text(json.dumps(spec))
+    summary = run_job(old, tmp_path / "out", minutes=2, device="cpu", work=tmp_path / "w", overrides={"max_steps": 1})
+    log = json.loads((tmp_path / "out" / "log.jsonl").read_text().splitlines()[-1])
+    assert summary["steps"] == 1 and "distill" not in summary and "distill" not in log
+
+
+def test_the_pack_summary_counts_the_teacher(twin_encoder, teacher_folder, text_file, tmp_path):
+    summary = pack(twin_encoder, [text_file], tmp_path / "j", settings={"distill_weight": 1.0, "max_length": 24},
+                   teacher=teacher_folder)
+    on_disk = sum(f.stat().st_size for f in (tmp_path / "j").rglob("*") if f.is_file()) / (1 << 20)
+    teacher = sum(f.stat().st_size for f in (tmp_path / "j" / "teacher").iterdir()) / (1 << 20)
+    assert summary["mib"] == pytest.approx(on_disk, abs=0.01) and summary["teacher_mib"] == pytest.approx(teacher, abs=0.01)
+    assert summary["teacher_shared_tensors"] == 2 * 16 + 4 and summary["teacher_pieces"] < summary["teacher_vocab"]
+
+
+def test_pack_refuses_contradictory_distillation_settings(tiny_encoder, text_file, tmp_path):
+    with pytest.raises(ValueError, match="--distill-weight"):
+        pack(tiny_encoder, [text_file], tmp_path / "a", settings={"mlm_weight": 0.0})
+    with pytest.raises(ValueError, match="num-layers"):
+        pack(tiny_encoder, [text_file], tmp_path / "b", settings={"num_layers": 3})
+    with pytest.raises(ValueError, match="without distillation"):
+        pack(tiny_encoder, [text_file], tmp_path / "c", teacher="auto")
 
 
 def _plain_corpus(tiny_encoder):

@@ -159,3 +159,38 @@ def test_cli(tiny_encoder, text_file, tmp_path, capsys):
     assert code == 0
     assert json.loads(capsys.readouterr().out)["step"] == 2
     assert (tmp_path / "r" / "encoder" / "config.json").is_file()
+
+
+def test_truncated_encoder_pretrains_and_resumes(tiny_encoder, text_file, tmp_path):
+    """--num-layers: the first layers only, trained, exported with that depth; resume keeps it and
+    refuses a different depth (issue 14: continue pretraining after truncating, not cut an adapted model)."""
+    import torch
+
+    from toolkit.model.encoder import Encoder
+
+    orig = Encoder.from_pretrained(tiny_encoder)
+    assert orig.num_layers == 2
+
+    class Killed(Exception):
+        pass
+
+    def kill(step):
+        if step == 5:
+            raise Killed
+
+    with pytest.raises(Killed):
+        _run(tiny_encoder, text_file, tmp_path / "run", max_steps=8, num_layers=1, on_step=kill)
+    with pytest.raises(ValueError, match="num_layers"):
+        _run(tiny_encoder, text_file, tmp_path / "run", max_steps=8, resume=True)  # a different depth than the checkpoint
+    _run(tiny_encoder, text_file, tmp_path / "run", max_steps=8, num_layers=1, resume=True)
+    enc = Encoder.from_pretrained(tmp_path / "run" / "encoder")
+    assert enc.num_layers == 1 and len(enc.model.encoder.layer) == 1
+    assert json.loads((tmp_path / "run" / "encoder" / "pretrain.json").read_text())["step"] == 8
+    first = orig.model.encoder.layer[0].attention.self.query.weight
+    assert not torch.equal(enc.model.encoder.layer[0].attention.self.query.weight, first)  # trained, not just cut
+    _run(tiny_encoder, text_file, tmp_path / "full", max_steps=8, num_layers=1)
+    from safetensors.torch import load_file
+
+    a = load_file(str(tmp_path / "full" / "checkpoint" / "model.safetensors"))
+    b = load_file(str(tmp_path / "run" / "checkpoint" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)  # the killed-and-resumed run is bit-identical

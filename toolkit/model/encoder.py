@@ -131,6 +131,18 @@ class Encoder(nn.Module):
         self.model.save_pretrained(str(path), state_dict=state, safe_serialization=True)
 
 
+def autocast(dtype: str, device: str | torch.device = "cpu"):
+    """``torch.autocast`` for ``dtype`` (``"bf16"``: bfloat16 autocast; ``"fp32"``: disabled), the one
+    definition that training (:mod:`toolkit.train.precision`) and inference (``TorchRunner``) use.
+
+    >>> with autocast("bf16"):
+    ...     torch.ones(2, 2) @ torch.ones(2, 2)
+    tensor([[2., 2.],
+            [2., 2.]], dtype=torch.bfloat16)
+    """
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=dtype == "bf16")
+
+
 def _layer_list(model: nn.Module) -> nn.ModuleList:
     for attr in ("encoder.layer", "transformer.layer", "layers", "encoder.layers"):
         obj = model

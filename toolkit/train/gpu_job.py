@@ -7,7 +7,10 @@ back at most 8 files of 16 MiB (64 MiB together). So the work is split:
    ``toolkit pretrain``), and write a small folder: the token ids (uint16) and word ids (as
    differences), xz-compressed; the start encoder in float16 (xz-compressed when that saves space);
    ``job.json`` with the training settings and checksums (:mod:`toolkit.train.gpu_pack`). jieba
-   and opencc run only here.
+   and opencc run only here. With ``--distill-weight W`` the job also carries the e5 teacher
+   (:mod:`toolkit.train.distill`), pruned to fit: its whole tokenizer, but only the embedding rows
+   of the pieces this corpus produces, and the layers it shares with the start encoder (the base
+   was built from e5) stored once, as names.
 2. ``run`` (there): one command. Unpacks into a scratch folder, measures a few steps to fit the LR
    schedule to ``--minutes`` (``max_steps: auto``), runs :func:`toolkit.train.pretrain.pretrain` on
    the GPU (bf16 autocast, checkpoints in the scratch folder), and writes the encoder as safetensors
@@ -22,7 +25,8 @@ back at most 8 files of 16 MiB (64 MiB together). So the work is split:
 Commands (``runs/`` is git-ignored, so the job travels only when carried)::
 
     toolkit gpu-job pack --encoder zh-e5-small-base --text ../shared/corpora/raw/medical_zh.txt \\
-        --out runs/gpu_job --batch-size 128 --lr 1e-4
+        --out runs/gpu_job --batch-size 128 --lr 1e-4 [--distill-weight 1 --teacher auto --mlm-weight 1 \\
+        --distill-loss mse] [--num-layers 6]
     # device tool: run(carry=["runs/gpu_job"], timeout_s=560, command=) the CUDA tests, then the job:
     python3 -m pytest -q -p no:cacheprovider -k cuda tests/test_gpu_job.py tests/test_distill.py; \\
     PYTHONUNBUFFERED=1 python3 -m toolkit.train.gpu_job run --job runs/gpu_job --out $OUT/result --minutes 7
@@ -32,7 +36,10 @@ Room: the tree that travels counts against the same 64 MiB; ``pack`` reports the
 pack's, and whether both fit. Measured: the fp16 base (53 MiB) packs to 23 MiB (its weights are
 dequantised 4-bit values, which xz finds); the data to about 1.07M tokens per MiB. The result of
 the base is 4 shards of 15 MB + index, config, log: 7 files, 53 MiB. Nothing here needs a GPU:
-the tests run all three steps with ``--device cpu``.
+the tests run all three steps with ``--device cpu``. The teacher's share is in ``pack``'s summary
+(``teacher_mib``, ``teacher_shared_mib``, ``teacher_pieces``) and counts towards ``fits``. Measured
+once (the first 8.0M tokens of the pretraining cache, max length 128, the base): 19,011 of e5's
+250,002 pieces kept, 196 of the teacher's 197 tensors stored as names, 8.35 MiB for the teacher.
 """
 from __future__ import annotations
 
@@ -48,7 +55,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .gpu_pack import DEVICE_MIB, MIB, TRAIN_DEFAULTS, materialize, pack
+from .gpu_pack import DEVICE_MIB, MIB, TEACHER, TRAIN_DEFAULTS, materialize, pack
 from .shards import WEIGHTS, load_shards, save_shards
 
 logger = logging.getLogger(__name__)
@@ -61,7 +68,10 @@ RETURN_FILES, RETURN_FILE_MIB = 8, 16  # what the device tool gives back: files,
 def run_job(job: str | Path, out: str | Path, *, minutes: float, device: str = "cuda", work: str | Path | None = None,
             overrides: dict[str, Any] | None = None, calibrate_steps: int = 30, reserve_s: float = 45.0) -> dict[str, Any]:
     """Train the packed job for at most ``minutes`` (wall clock, from the call) and write the result
-    shards, ``config.json``, ``log.jsonl`` and the index (with this summary) into ``out``."""
+    shards, ``config.json``, ``log.jsonl`` and the index (with this summary) into ``out``.
+
+    The job's settings decide distillation (``distill_weight`` > 0: from the job's pruned teacher)
+    and ``num_layers``; jobs packed before those settings existed train MLM alone, all layers."""
     import torch
     from safetensors.torch import load_file
 
@@ -72,10 +82,16 @@ def run_job(job: str | Path, out: str | Path, *, minutes: float, device: str = "
     job, out = Path(job), Path(out)
     work = Path(work) if work else Path(tempfile.gettempdir()) / "toolkit-gpu-job"
     encoder, ids, words, spec = materialize(job, work)
-    train = spec["train"] | {k: v for k, v in (overrides or {}).items() if v is not None}
+    train = TRAIN_DEFAULTS | spec["train"] | {k: v for k, v in (overrides or {}).items() if v is not None}
     corpus = (ids, words, spec["data"]["sources"])
     out.mkdir(parents=True, exist_ok=True)
-    opts = {k: train[k] for k in ("batch_size", "max_length", "lr", "warmup", "weight_decay", "clip", "seed", "dtype")}
+    opts = {k: train[k] for k in ("batch_size", "max_length", "lr", "warmup", "weight_decay", "clip", "seed", "dtype",
+                                  "num_layers")}
+    if train["distill_weight"]:
+        if "teacher" not in spec:
+            raise ValueError(f"{job}/job.json asks for distillation but carries no teacher: pack the job again")
+        opts |= {"distill_weight": train["distill_weight"], "teacher": work / TEACHER, "mlm_weight": train["mlm_weight"],
+                 "distill_loss": train["distill_loss"]}
     plan_path, steps = work / "plan.json", train["max_steps"]
     run_dir = work / "run"
     resume = (run_dir / "checkpoint" / "state.json").is_file() and plan_path.is_file()
@@ -114,6 +130,9 @@ def run_job(job: str | Path, out: str | Path, *, minutes: float, device: str = "
                "device": torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else device,
                "torch": torch.__version__, "job_created": spec["created"], "encoder": spec["encoder"]["source"],
                "wall_s": round(time.perf_counter() - began, 1)}
+    if train["distill_weight"]:
+        summary |= {"distill": record.get("distill"), "distill_dropped": record.get("distill_dropped"),
+                    "teacher_pieces": spec["teacher"]["pieces"]}
     for f in out.glob("model-*.safetensors"):
         f.unlink()
     save_shards(state, out, metadata={"job": summary})
@@ -177,6 +196,10 @@ def register_cli(sub) -> None:
                        ("seed", int), ("save-every", positive_int), ("log-every", positive_int)):
         a.add_argument(f"--{name}", type=kind, help=f"training setting (default {TRAIN_DEFAULTS[name.replace('-', '_')]})")
     a.add_argument("--max-steps", help="LR schedule length, or auto (default): as many as fit in run --minutes")
+    a.add_argument("--num-layers", type=positive_int, help="pretrain only the encoder's first N layers (default: all)")
+    from .distill import add_distill_arguments
+
+    add_distill_arguments(a)  # --distill-weight (packs the teacher, pruned), --teacher, --distill-loss, --mlm-weight
     a.set_defaults(func=_cmd_pack)
     r = verbs.add_parser("run", help="on the GPU machine: train the packed job within --minutes, write <=15 MB shards")
     r.add_argument("--job", required=True)
@@ -198,12 +221,14 @@ def register_cli(sub) -> None:
 def _cmd_pack(args: argparse.Namespace) -> int:
     if not args.text and not args.from_split:
         raise ValueError("give texts to pack: --text FILE ... and/or --from-split ID ...")
-    keys = ("batch_size", "max_length", "lr", "seed", "save_every", "log_every")
+    keys = ("batch_size", "max_length", "lr", "seed", "save_every", "log_every", "num_layers", "distill_weight",
+            "mlm_weight", "distill_loss")
     settings = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
     if args.max_steps:
         settings["max_steps"] = args.max_steps if args.max_steps == "auto" else int(args.max_steps)
     print(json.dumps(pack(args.encoder, args.text, args.out, splits=args.from_split, data_root=args.data_root, run=args.run,
-                          max_tokens=args.max_tokens, settings=settings, limit_mib=args.limit_mib), ensure_ascii=False))
+                          max_tokens=args.max_tokens, settings=settings, limit_mib=args.limit_mib,
+                          teacher=args.teacher if args.distill_weight else None), ensure_ascii=False))
     return 0
 
 

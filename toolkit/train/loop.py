@@ -39,6 +39,7 @@ from .precision import autocast, choose_dtype
 from .recipe import Recipe, TaskData, prepare
 from .batching import TaskStream
 from .selection import evaluate_dev as _evaluate, save_best as _save_best
+from .optim import FOREACH, adamw
 from .state import EMA, load_checkpoint, recover_checkpoint, save_checkpoint
 from .teacher import Distillation, Teacher
 
@@ -148,7 +149,9 @@ def _train(recipe: Recipe, resume: bool, progress: bool, overwrite: bool, on_eva
     streams = {t: TaskStream(d, cfg.batch_size, rng, cfg.max_tokens, cfg.length_pool) for t, d in data.items()}
     distill = Distillation.setup(recipe, model, data, teacher, rng)
     streams.update(distill.streams)  # unlabeled text: checkpointed with the others
-    optimizer = torch.optim.AdamW(param_groups(model, cfg.lr, cfg.head_lr, cfg.layer_decay, cfg.weight_decay), betas=(0.9, 0.999), eps=1e-8)
+    recorded = _recorded_optimizer(checkpoint)  # a resumed run keeps its optimizer kernel (bit-identical resume)
+    optimizer, optimizer_kind = adamw(param_groups(model, cfg.lr, cfg.head_lr, cfg.layer_decay, cfg.weight_decay), recorded,
+                                      betas=(0.9, 0.999), eps=1e-8)
     ema = EMA(model, cfg.ema) if cfg.ema else None
     state = {"step": 0, "best": -1.0, "bad_evals": 0, "history": []}
     if checkpoint is not None:
@@ -158,10 +161,20 @@ def _train(recipe: Recipe, resume: bool, progress: bool, overwrite: bool, on_eva
         state["resumed_from"] = state["step"]
         logger.info("resumed from %s at step %d (best mean dev so far %.4f)", checkpoint, state["step"], state["best"])
     state["dtype"], state["dtype_reason"] = _dtype(cfg, model, state.get("dtype"), resumed=checkpoint is not None)
+    state["optimizer"] = optimizer_kind
     if dist.is_main():
         _trim_log(log_path, state["step"])  # resume: steps after the checkpoint are redone; from 0: a clean log
     with open(log_path if dist.is_main() else os.devnull, "a", encoding="utf-8") as log:
         return _loop(recipe, model, data, streams, optimizer, ema, rng, state, log, model_dir, progress, on_eval, distill)
+
+
+def _recorded_optimizer(checkpoint: Path | None) -> str | None:
+    """The optimizer kernel a checkpoint trained with (``None`` without one: the fastest available;
+    checkpoints from before :mod:`toolkit.train.optim` used the foreach kernel)."""
+    if checkpoint is None:
+        return None
+    meta = json.loads((Path(checkpoint) / "state.json").read_text(encoding="utf-8"))
+    return meta["trainer"].get("optimizer", FOREACH)
 
 
 def _dtype(cfg, model: MultiTaskModel, recorded: str | None, resumed: bool) -> tuple[str, str]:
@@ -339,7 +352,7 @@ def _loop(recipe: Recipe, model: MultiTaskModel, data: dict[str, TaskData], stre
     diag.close()
     summary = {"name": recipe.name, "steps": state["step"], "stopped_by": stop_reason, "best_mean_dev": state["best"], "minutes": round((time.monotonic() - start) / 60, 1),
                "history": state["history"], "model": str(model_dir), "run": str(out), "resumed_from": state.get("resumed_from"),
-               "dtype": state["dtype"], "dtype_reason": state["dtype_reason"]}
+               "dtype": state["dtype"], "dtype_reason": state["dtype_reason"], "optimizer": state["optimizer"]}
     if main:
         (out / SUMMARY).write_text(json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8")
     return summary

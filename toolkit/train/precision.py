@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..cpu import BF16_FLAGS, FLAGS, CpuInfo, cpu_info  # re-exported: they lived here first
+from ..model.encoder import autocast  # re-exported: training and inference share one definition
 
 logger = logging.getLogger(__name__)
 
@@ -152,13 +153,6 @@ def _choose(setting: str, device: str, hidden_size: int, cache: bool) -> tuple[D
 def _speeds(entry: dict) -> str:
     ratio = entry["fp32_ms"] / max(entry["bf16_ms"], 1e-9)
     return f"bf16 autocast {ratio:.2f}x fp32 speed (fp32 {entry['fp32_ms']:.1f} ms, bf16 {entry['bf16_ms']:.1f} ms per step; bf16 needs {MARGIN}x)"
-
-
-def autocast(dtype: str, device: str = "cpu"):
-    """``torch.autocast`` for ``dtype`` (``"bf16"``: bfloat16 autocast; ``"fp32"``: disabled)."""
-    import torch
-
-    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=dtype == "bf16")
 
 
 __all__ = ["BF16_FLAGS", "ENV", "FLAGS", "MARGIN", "MIN_HIDDEN", "SETTINGS", "CpuInfo", "Dtype", "autocast", "cache_file", "choose_dtype",

@@ -41,23 +41,27 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .mlm_data import IGNORE, Packed, data_sources, mask_batch, prepare_data, read_texts
+from .optim import FOREACH, adamw
 
 logger = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------- model and state
 
-def load_mlm(folder: str | Path, seed: int):
+def load_mlm(folder: str | Path, seed: int, num_layers: int | None = None):
     """``BertForMaskedLM`` over an encoder folder; a missing LM head is created (seeded) and its
-    decoder is tied to the word embeddings."""
+    decoder is tied to the word embeddings; ``num_layers`` keeps only the first layers."""
     import torch
     from transformers import BertForMaskedLM
 
-    from ..model.encoder import _quiet_loading
+    from ..model.encoder import Encoder, _quiet_loading
 
     torch.manual_seed(seed)
     with _quiet_loading():
         model = BertForMaskedLM.from_pretrained(str(folder), dtype=torch.float32, local_files_only=True)
+    if num_layers is not None:
+        Encoder(model.bert).truncate(num_layers)
+        model.config.num_hidden_layers = num_layers
     model.config.tie_word_embeddings = True
     model.tie_weights()
     if model.cls.predictions.decoder.weight is not model.bert.embeddings.word_embeddings.weight:
@@ -130,7 +134,7 @@ def pretrain(encoder: str | Path, text_files: Sequence[str | Path] = (), out: st
              resume: bool = False, on_step: Callable[[int], None] | None = None, dtype: str = "auto",
              device: str = "cpu", corpus: tuple[np.ndarray, np.ndarray, dict] | None = None,
              distill_weight: float = 0.0, teacher: str | Path = "auto", distill_loss: str = "mse",
-             mlm_weight: float = 1.0) -> dict[str, Any]:
+             mlm_weight: float = 1.0, num_layers: int | None = None) -> dict[str, Any]:
     """Continue MLM pretraining of ``encoder``; returns the last log record.
 
     ``on_step(step)`` is called after each completed step (and its checkpoint); tests use it to
@@ -141,6 +145,9 @@ def pretrain(encoder: str | Path, text_files: Sequence[str | Path] = (), out: st
     the same data and schedule, but GPU kernels are not bit-reproducible). ``corpus``: ``(ids, words,
     sources)`` already tokenised and segmented (:mod:`toolkit.train.gpu_job`), instead of ``RUN/data``.
     ``distill_weight`` > 0 adds :mod:`toolkit.train.distill` from ``teacher`` to ``mlm_weight`` * MLM.
+    ``num_layers``: keep only the encoder's first ``num_layers`` layers and pretrain that truncated
+    encoder (the start of a small student; the distillation pairs proportional layers, e.g. a
+    6-layer student's 2, 4, 6 with e5's 4, 8, 12); the export has ``num_layers`` layers.
     """
     import torch
 
@@ -168,7 +175,7 @@ def pretrain(encoder: str | Path, text_files: Sequence[str | Path] = (), out: st
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"--device {device}: torch sees no CUDA GPU here (torch {torch.__version__}); use --device cpu")
-    model = load_mlm(folder, seed).to(dev)
+    model = load_mlm(folder, seed, num_layers).to(dev)
     distiller = None
     if distill_weight:
         from .distill import Distiller
@@ -178,10 +185,16 @@ def pretrain(encoder: str | Path, text_files: Sequence[str | Path] = (), out: st
         raise ValueError(f"max_length {max_length} exceeds the encoder's {model.config.max_position_embeddings} positions")
     decay = [p for n, p in model.named_parameters() if p.ndim > 1]
     no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+    saved = json.loads((found / "state.json").read_text(encoding="utf-8"))["trainer"]["config"] if found else None
+    # a resumed run keeps its checkpoint's optimizer kernel (older checkpoints: foreach, not in their config)
+    optimizer, optimizer_kind = adamw([{"params": decay, "weight_decay": weight_decay},
+                                       {"params": no_decay, "weight_decay": 0.0}], saved.get("optimizer", FOREACH) if saved else None, lr=lr)
     config = {"encoder": str(encoder), "max_steps": max_steps, "batch_size": batch_size, "max_length": max_length,
               "lr": lr, "warmup": warmup, "weight_decay": weight_decay, "clip": clip, "seed": seed, "data": sources}
+    if num_layers is not None:  # not in older checkpoints' configs: they resume unchanged
+        config["num_layers"] = num_layers
+    if optimizer_kind != FOREACH:
+        config["optimizer"] = optimizer_kind
     if distiller is not None:
         config["distill"] = {"weight": distill_weight, "mlm_weight": mlm_weight, "teacher": str(teacher),
                              "loss": distill_loss, "layers": [list(x) for x in distiller.pairs]}
@@ -189,10 +202,10 @@ def pretrain(encoder: str | Path, text_files: Sequence[str | Path] = (), out: st
     recorded = None  # the dtype of the checkpoint resumed
     log_path = run / "log.jsonl"
     if found:
-        state = load_checkpoint(found, _Unshared(model), optimizer, None, np.random.default_rng(0))
-        if state["config"] != config:
-            changed = sorted(k for k in config if state["config"].get(k) != config[k])
+        if saved != config:  # before the weights, which would fail less clearly (e.g. another num_layers)
+            changed = sorted(k for k in config.keys() | saved.keys() if saved.get(k) != config.get(k))
             raise ValueError(f"--resume with different settings than the checkpoint in {found}: {', '.join(changed)}")
+        state = load_checkpoint(found, _Unshared(model), optimizer, None, np.random.default_rng(0))
         step, tokens, elapsed = state["step"], state["tokens"], state["elapsed"]
         recorded = state.get("dtype", "fp32")  # checkpoints from before the option trained in fp32
         if log_path.is_file():  # drop lines written after the checkpoint
@@ -261,6 +274,9 @@ def pretrain(encoder: str | Path, text_files: Sequence[str | Path] = (), out: st
                       "lr": optimizer.param_groups[0]["lr"], "tokens": tokens, "elapsed_s": round(elapsed, 2)}
             if distiller is not None:
                 record["distill"] = distiller.flush()
+                dropped = distiller.flush_dropped()  # teacher pieces a pruned teacher lacks (GPU jobs): fed as <unk>, not distilled
+                if dropped:
+                    record["distill_dropped"] = dropped
             with log_path.open("a", encoding="utf-8") as fh:
                 fh.write(json.dumps(record) + "\n")
             logger.info("%s", record)

@@ -37,6 +37,7 @@ def register_cli(sub) -> None:
     p.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint, bit-identically")
     p.add_argument("--dtype", choices=["auto", "fp32", "bf16"], default="auto", help="fp32, bf16 autocast, or auto (default): "
                    "whichever a short measurement on this CPU finds faster, cached per CPU; --resume keeps the checkpoint's")
+    p.add_argument("--num-layers", type=positive_int, help="pretrain only the encoder's first N layers (a truncated start for a small student)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N (bf16 autocast under --dtype auto)")
     from .distill import add_distill_arguments
 
@@ -52,6 +53,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
                       max_length=args.max_length, lr=args.lr, seed=args.seed, threads=args.threads,
                       log_every=args.log_every, save_every=args.save_every, export_every=args.export_every or 0,
                       resume=args.resume, dtype=args.dtype, device=args.device, distill_weight=args.distill_weight or 0.0,
-                      teacher=args.teacher, distill_loss=args.distill_loss, mlm_weight=args.mlm_weight)
+                      teacher=args.teacher, distill_loss=args.distill_loss, mlm_weight=args.mlm_weight,
+                      num_layers=args.num_layers)
     print(json.dumps(record | {"encoder": str(Path(args.out) / "encoder")}, ensure_ascii=False))
     return 0
