@@ -23,7 +23,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import run_info, write_results
-from train_speed import build_model
+from train_speed import build_model, synthetic_batch
 
 PHASES = ("forward", "loss", "backward", "optimizer")
 # category -> substrings of aten operator names (first match wins, in this order)
@@ -136,11 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     path = base_path("zh-e5-small-base")
     tok = TextTokenizer.from_pretrained(path)
-    g = torch.Generator().manual_seed(0)
-    ids = torch.randint(1000, 8000, (args.batch_size, args.length), generator=g)
-    ids[:, 0], ids[:, -1] = tok.cls_id, tok.sep_id
-    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-    targets = torch.randint(0, 3, (args.batch_size, args.length - 2), generator=g)
+    batch, targets = synthetic_batch(tok, args.batch_size, args.length)
     rows = []
     for dtype in ("fp32", "bf16"):
         for fused in (False, True):

@@ -81,14 +81,19 @@ def timed_steps(model, batches: list[tuple[dict, Any]], dtype: str, compile_mode
             "warmup_s": round(warm, 2), "mean_loss": round(sum(losses) / len(losses), 5)}
 
 
-def synthetic(args, path, tok) -> list[dict[str, Any]]:
+def synthetic_batch(tok, batch_size: int, length: int) -> tuple[dict, Any]:
+    """A fixed (seeded) batch of ``batch_size`` x ``length`` random character ids and tag targets."""
     import torch
 
     g = torch.Generator().manual_seed(0)
-    ids = torch.randint(1000, 8000, (args.batch_size, args.length), generator=g)
+    ids = torch.randint(1000, 8000, (batch_size, length), generator=g)
     ids[:, 0], ids[:, -1] = tok.cls_id, tok.sep_id
     batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-    targets = torch.randint(0, 3, (args.batch_size, args.length - 2), generator=g)
+    return batch, torch.randint(0, 3, (batch_size, length - 2), generator=g)
+
+
+def synthetic(args, path, tok) -> list[dict[str, Any]]:
+    batch, targets = synthetic_batch(tok, args.batch_size, args.length)
     rows = []
     for layers in args.layers:
         for compiled in (False, True) if args.compile else (False,):

@@ -123,6 +123,30 @@ def write_corpora(folder: Path, ner_rows: list[dict], cls_text: str = TINY_CLS) 
     return ner, cls
 
 
+@pytest.fixture(scope="module")
+def teacher_folder(tmp_path_factory) -> Path:
+    """A tiny e5-like distillation teacher folder (``test_distill.build_teacher``)."""
+    from test_distill import build_teacher
+
+    folder = tmp_path_factory.mktemp("teacher")
+    build_teacher(folder)
+    return folder
+
+
+class Killed(Exception):
+    """A training run stopped from its ``on_step`` callback, as a kill would stop it (:func:`kill_at`)."""
+
+
+def kill_at(stop: int):
+    """An ``on_step`` callback for ``pretrain()`` that raises :class:`Killed` after step ``stop``."""
+
+    def on_step(step: int) -> None:
+        if step == stop:
+            raise Killed
+
+    return on_step
+
+
 def crash_after_first_checkpoint(monkeypatch, recipe) -> None:
     """Train ``recipe`` until its first checkpoint is written, then stop it as a Ctrl-C would."""
     import toolkit.train.loop as training

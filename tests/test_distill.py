@@ -8,7 +8,7 @@ import string
 import numpy as np
 import pytest
 
-from conftest import CJK, PUNCT
+from conftest import CJK, Killed, PUNCT, kill_at
 from toolkit.text.tokenization import TextTokenizer
 from toolkit.train.distill import Distiller, Teacher, layer_pairs, save_teacher
 from toolkit.train.pretrain import load_mlm, pretrain
@@ -34,13 +34,6 @@ def build_teacher(folder, normalize=None) -> Teacher:
     teacher = Teacher(BertModel(config, add_pooling_layer=False), tok, bos=0, eos=2, pad=1, unk=3, normalize=normalize)
     save_teacher(teacher, folder, dtype="float32")
     return Teacher.load(folder)
-
-
-@pytest.fixture(scope="module")
-def teacher_folder(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("teacher")
-    build_teacher(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -156,12 +149,7 @@ def test_pretrain_with_distillation_resumes_exactly(tiny_encoder, teacher_folder
     log = [json.loads(x) for x in (tmp_path / "full" / "log.jsonl").read_text().splitlines()]
     assert len(log) == 6 and all(np.isfinite(r["distill"]) and r["distill"] > 0 for r in log)
 
-    class Killed(Exception):
-        pass
-
-    def kill(step):
-        if step == 3:
-            raise Killed
+    kill = kill_at(3)
 
     with pytest.raises(Killed):
         pretrain(tiny_encoder, [text_file], tmp_path / "part", on_step=kill, **opts)

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import Killed, kill_at
 from toolkit.train.gpu_job import run_job, unpack
 from toolkit.train.gpu_pack import materialize, pack
 from toolkit.train.shards import SHARD_BYTES, load_shards, save_shards
@@ -145,13 +146,6 @@ def test_run_fits_its_steps_to_the_minutes(job, tmp_path):
 
 # ---------------------------------------------------------------- with the distillation teacher
 
-@pytest.fixture(scope="module")
-def teacher_folder(tmp_path_factory):
-    from test_distill import build_teacher
-
-    folder = tmp_path_factory.mktemp("teacher")
-    build_teacher(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -342,12 +336,7 @@ def test_cuda_matches_cpu_within_noise(tiny_encoder, tmp_path):
     assert last < 0.8 * first, losses["cuda"]
     assert abs(last - np.mean(losses["cpu"][-10:])) < 0.15 * np.mean(losses["cpu"][-10:]), losses
 
-    class Killed(Exception):
-        pass
-
-    def kill(step):
-        if step == 25:
-            raise Killed
+    kill = kill_at(25)
 
     with pytest.raises(Killed):
         pretrain(tiny_encoder, out=tmp_path / "part", device="cuda", on_step=kill, **opts)

@@ -8,6 +8,7 @@ import json
 import pytest
 import torch
 
+from conftest import Killed, kill_at
 from toolkit.train.optim import FOREACH, FUSED, adamw
 
 
@@ -44,12 +45,7 @@ def test_pretrain_resumes_an_old_foreach_checkpoint(tiny_encoder, tmp_path):
     texts.write_text("患者三天前出现发热咳嗽。\n北京大学医院的医生说明天检查。\n" * 20, encoding="utf-8")
     opts = dict(max_steps=6, batch_size=4, max_length=24, lr=1e-3, seed=1, log_every=1, save_every=2)
 
-    class Killed(Exception):
-        pass
-
-    def kill(step):
-        if step == 3:
-            raise Killed
+    kill = kill_at(3)
 
     with pytest.raises(Killed):
         pretrain(tiny_encoder, [texts], tmp_path / "run", on_step=kill, **opts)

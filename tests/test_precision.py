@@ -14,7 +14,7 @@ import yaml
 from toolkit.train import precision
 from toolkit.train.batching import TaskStream, length_batches
 from toolkit.train.recipe import TaskData, TrainSettings
-from conftest import crash_after_first_checkpoint, write_corpora
+from conftest import Killed, crash_after_first_checkpoint, kill_at, write_corpora
 
 AMX = "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Platinum 8480+\nflags\t\t: fpu sse avx2 fma avx512f avx512_vnni avx512_bf16 amx_bf16 amx_tile amx_int8\n"
 ZEN = "processor\t: 0\nmodel name\t: AMD EPYC 9B45\nflags\t\t: fpu sse avx2 fma avx512f avx512_vnni avx512_bf16\n"
@@ -322,12 +322,7 @@ def test_pretrain_resume_keeps_the_recorded_dtype(tmp_path, tiny_encoder, monkey
     texts.write_text("患者三天前出现发热咳嗽。\n张三在北京的医院工作。\n" * 4, encoding="utf-8")
     opts = dict(max_steps=4, batch_size=2, max_length=16, seed=1, log_every=1, save_every=2)
 
-    class Killed(Exception):
-        pass
-
-    def kill(step):
-        if step == 2:
-            raise Killed
+    kill = kill_at(2)
 
     with pytest.raises(Killed):
         pretrain(tiny_encoder, [texts], tmp_path / "run", dtype="bf16", on_step=kill, **opts)

@@ -7,6 +7,8 @@ import json
 import numpy as np
 import pytest
 
+from conftest import Killed, kill_at
+
 from toolkit.train.mlm_data import Packed, encode_corpus, mask_batch
 from toolkit.train.pretrain import load_mlm, pretrain
 from toolkit.text.tokenization import TextTokenizer
@@ -112,12 +114,7 @@ def test_resume_is_bit_identical(tiny_encoder, text_file, tmp_path):
 
     _run(tiny_encoder, text_file, tmp_path / "full")
 
-    class Killed(Exception):
-        pass
-
-    def kill(step):
-        if step == 6:  # after the checkpoint of step 4: steps 5-6 are lost and redone
-            raise Killed
+    kill = kill_at(6)  # after the checkpoint of step 4: steps 5-6 are lost and redone
 
     with pytest.raises(Killed):
         _run(tiny_encoder, text_file, tmp_path / "part", on_step=kill)
@@ -171,12 +168,7 @@ def test_truncated_encoder_pretrains_and_resumes(tiny_encoder, text_file, tmp_pa
     orig = Encoder.from_pretrained(tiny_encoder)
     assert orig.num_layers == 2
 
-    class Killed(Exception):
-        pass
-
-    def kill(step):
-        if step == 5:
-            raise Killed
+    kill = kill_at(5)
 
     with pytest.raises(Killed):
         _run(tiny_encoder, text_file, tmp_path / "run", max_steps=8, num_layers=1, on_step=kill)
