@@ -9,6 +9,7 @@ pretraining), on CMeEE NER, MSRA NER or CHIP-STS sentence pairs.
     python benchmarks/base_encoder_ner.py --task msra --inits pretrained distilled \\
         --encoder distilled=runs/pretrain-dist/encoder --name base_encoder_msra
                                                      # any encoder folder, same recipe otherwise
+    ... --seed 43 --name base_encoder_msra_seed43      # the same comparison with another seed
 
 Each task has one template recipe, ``recipes/base-check/{prefix}-pretrained.yaml``. An init with a
 recipe of its own (``recipes/base-check/{prefix}-{init}.yaml``) uses it; ``--encoder INIT=FOLDER``
@@ -50,16 +51,24 @@ def recipe_path(init: str, task: str = "cmeee") -> Path:
     return ROOT / "recipes" / "base-check" / f"{TASKS[task]['prefix']}-{init}.yaml"
 
 
-def derived_recipe(task: str, init: str, encoder: str) -> Path:
-    """``runs/base-check/{prefix}-{init}.yaml``: the task's template with another encoder (nothing else changed)."""
+def derived_recipe(task: str, init: str, encoder: str | None = None, seed: int | None = None, source: Path | None = None) -> Path:
+    """``runs/base-check/{prefix}-{init}[-seedN].yaml``: the recipe ``source`` (default the task's
+    template) with another encoder and/or seed, nothing else changed."""
     import yaml
 
     prefix = TASKS[task]["prefix"]
-    data = yaml.safe_load(recipe_path("pretrained", task).read_text(encoding="utf-8"))
-    data.update(name=f"{prefix}-{init}", encoder=str(encoder), out=f"runs/base-check/{prefix}-{init}")
-    path = ROOT / "runs" / "base-check" / f"{prefix}-{init}.yaml"
+    source = source or recipe_path("pretrained", task)
+    data = yaml.safe_load(source.read_text(encoding="utf-8"))
+    name = f"{prefix}-{init}" + (f"-seed{seed}" if seed is not None else "")
+    data.update(name=name, out=f"runs/base-check/{name}")
+    if encoder is not None:
+        data["encoder"] = str(encoder)
+    if seed is not None:
+        data.setdefault("train", {})["seed"] = seed
+    path = ROOT / "runs" / "base-check" / f"{name}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"# derived from {recipe_path('pretrained', task).relative_to(ROOT)} by benchmarks/base_encoder_ner.py: only the encoder differs\n"
+    changed = " and ".join(x for x, v in (("the encoder", encoder), ("the seed", seed)) if v is not None)
+    path.write_text(f"# derived from {source.relative_to(ROOT)} by benchmarks/base_encoder_ner.py: only {changed} {'differ' if ' and ' in changed else 'differs'}\n"
                     + yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
     return path
 
@@ -104,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--inits", nargs="+", default=["pretrained", "random"], help="inits to compare (recipes/base-check/PREFIX-INIT.yaml or --encoder)")
     ap.add_argument("--encoder", action="append", default=[], metavar="INIT=FOLDER",
                     help="train INIT from this encoder folder with the task's template recipe (repeatable)")
+    ap.add_argument("--seed", type=int, help="train every init with this seed instead of the recipe's (another sample of the noise)")
     ap.add_argument("--threads", type=int, default=1, help="CPU threads per training run (the runs train side by side)")
     ap.add_argument("--name", help="results file name")
     args = ap.parse_args(argv)
@@ -115,9 +125,10 @@ def main(argv: list[str] | None = None) -> int:
     paths = {}
     for init in args.inits:
         if init in encoders:
-            paths[init] = derived_recipe(args.task, init, encoders[init])
+            paths[init] = derived_recipe(args.task, init, encoders[init], args.seed)
         elif recipe_path(init, args.task).is_file():
-            paths[init] = recipe_path(init, args.task)
+            own = recipe_path(init, args.task)
+            paths[init] = own if args.seed is None else derived_recipe(args.task, init, seed=args.seed, source=own)
         else:
             ap.error(f"no recipe for {init!r}: write {recipe_path(init, args.task).relative_to(ROOT)} or pass --encoder {init}=FOLDER")
     from toolkit.train.recipe import Recipe
