@@ -10,7 +10,8 @@ import pytest
 
 from conftest import CJK, Killed, PUNCT, kill_at
 from toolkit.text.tokenization import TextTokenizer
-from toolkit.train.distill import Distiller, Teacher, layer_pairs, save_teacher
+from toolkit.train.distill import Distiller, layer_pairs
+from toolkit.train.e5_teacher import Teacher, save_teacher
 from toolkit.train.pretrain import load_mlm, pretrain
 
 WORDS = ["患者", "发热", "咳嗽", "糖尿病", "北京", "大学", "医院", "检查", "New", "York", "CT"]

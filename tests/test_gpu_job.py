@@ -205,7 +205,7 @@ def test_the_teacher_keeps_only_the_corpus_pieces(distill_job, distill_work, tea
     from safetensors.numpy import load_file
 
     from toolkit.text.tokenization import TextTokenizer
-    from toolkit.train.distill import Teacher
+    from toolkit.train.e5_teacher import Teacher
     from toolkit.train.mlm_data import Packed
 
     spec = json.loads((distill_job / "job.json").read_text())
@@ -236,7 +236,7 @@ def test_the_teachers_shared_layers_are_stored_by_name(distill_job):
 def test_the_rebuilt_teacher_matches_the_full_one(distill_job, distill_work, teacher_folder, twin_encoder):
     import torch
 
-    from toolkit.train.distill import Teacher
+    from toolkit.train.e5_teacher import Teacher
 
     full, pruned = Teacher.load(teacher_folder), Teacher.load(distill_work / "teacher")
     full.model.half().float()  # the job carries float16
@@ -253,7 +253,8 @@ def test_the_rebuilt_teacher_matches_the_full_one(distill_job, distill_work, tea
 
 def test_a_pruned_out_piece_is_fed_as_unk_and_not_aligned(distill_work, twin_encoder):
     from toolkit.text.tokenization import TextTokenizer
-    from toolkit.train.distill import Distiller, Teacher
+    from toolkit.train.distill import Distiller
+    from toolkit.train.e5_teacher import Teacher
 
     teacher, tok = Teacher.load(distill_work / "teacher"), TextTokenizer.from_pretrained(twin_encoder)
     hf = tok.hf

@@ -18,7 +18,7 @@ distiller will, :func:`toolkit.train.distill.corpus_pieces`, plus the special pi
 layers, when the encoder is ``zh-e5-small-base``, built from the same e5) are stored as a name in
 ``job.json`` (``teacher.shared``), the others in ``JOB/teacher/model.safetensors``; each file xz
 -compressed when that saves space. :func:`materialize` rebuilds a normal teacher folder
-(:func:`toolkit.train.distill.save_teacher` layout) as ``WORK/teacher``.
+(:func:`toolkit.train.e5_teacher.save_teacher` layout) as ``WORK/teacher``.
 
 Example:
     >>> pack("zh-e5-small-base", ["medical.txt"], "runs/gpu_job")["fits"]           # doctest: +SKIP
@@ -117,7 +117,8 @@ def pack_teacher(source: str | Path, tokenizer, ids: np.ndarray, words: np.ndarr
     name. Returns its entry of ``job.json``."""
     from safetensors.numpy import load, save
 
-    from .distill import StudentText, Teacher, corpus_pieces, save_teacher
+    from .distill import StudentText, corpus_pieces
+    from .e5_teacher import Teacher, save_teacher
     from .mlm_data import Packed
 
     t0 = time.perf_counter()
@@ -199,7 +200,7 @@ def pack(encoder: str | Path, text_files: Sequence[str | Path], out: str | Path,
     ``run``: a ``toolkit pretrain`` run folder whose ``RUN/data`` cache is reused (or filled);
     ``max_tokens``: keep only the first texts, up to this many tokens. ``settings`` with
     ``distill_weight`` > 0: the job carries ``teacher`` (default ``"auto"``, see
-    :meth:`toolkit.train.distill.Teacher.load`) pruned to the corpus's pieces.
+    :meth:`toolkit.train.e5_teacher.Teacher.load`) pruned to the corpus's pieces.
     """
     from ..model.folder import replace_folder
     from ..registry import base_path
