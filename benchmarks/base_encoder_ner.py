@@ -80,19 +80,20 @@ def mlm_progress(encoder: Path) -> dict | None:
         return None
     rows = [json.loads(x) for x in log.read_text(encoding="utf-8").splitlines() if x.strip()]
     meta = encoder / "pretrain.json"
-    step = json.loads(meta.read_text(encoding="utf-8")).get("step") if meta.is_file() else None
-    done = [r for r in rows if step is None or r.get("step", 0) <= step]
+    exported = json.loads(meta.read_text(encoding="utf-8")) if meta.is_file() else {}  # the export's step and tokens
+    done = [r for r in rows if "step" not in exported or r.get("step", 0) <= exported["step"]]
     if not done:
         return None
     last = done[-1]  # the losses of the last log line up to the export (the log is written every few steps)
-    exported = json.loads(meta.read_text(encoding="utf-8")) if meta.is_file() else {}
     out = {"step": exported.get("step", last["step"]), "tokens": exported.get("tokens", last["tokens"]),
            "mlm_loss": last["loss"], "mlm_acc": last.get("mlm_acc")}
     if "distill" in last:
         out["distill_loss"] = last["distill"]
-    state = encoder.parent / "checkpoint" / "state.json"
-    if state.is_file():  # the run's objective: MLM, distillation or both
-        distill = json.loads(state.read_text(encoding="utf-8"))["trainer"]["config"].get("distill")
+    checkpoint = encoder.parent / "checkpoint"
+    if (checkpoint / "state.json").is_file():  # the run's objective: MLM, distillation or both
+        from toolkit.train.state import trainer_state
+
+        distill = trainer_state(checkpoint)["config"].get("distill")
         out["objective"] = "mlm" if not distill else "distill" if not distill["mlm_weight"] else "mlm+distill"
         if out["objective"] == "distill":  # the LM head never trained: its loss means nothing
             out["mlm_loss"] = out["mlm_acc"] = None

@@ -37,35 +37,36 @@ def test_fused_matches_foreach_closely():
 
 
 def test_pretrain_resumes_an_old_foreach_checkpoint(tiny_encoder, tmp_path):
-    """A checkpoint whose config has no optimizer (made before fused AdamW) resumes with foreach
-    instead of failing the settings check or silently switching kernels."""
+    """A checkpoint that does not record its optimizer kernel (made before fused AdamW) resumes with
+    foreach instead of silently switching kernels, and says so in its next checkpoint."""
     from toolkit.train.pretrain import pretrain
 
     texts = tmp_path / "t.txt"
     texts.write_text("患者三天前出现发热咳嗽。\n北京大学医院的医生说明天检查。\n" * 20, encoding="utf-8")
     opts = dict(max_steps=6, batch_size=4, max_length=24, lr=1e-3, seed=1, log_every=1, save_every=2)
 
-    kill = kill_at(3)
-
     with pytest.raises(Killed):
-        pretrain(tiny_encoder, [texts], tmp_path / "run", on_step=kill, **opts)
+        pretrain(tiny_encoder, [texts], tmp_path / "run", on_step=kill_at(3), **opts)
     state_path = tmp_path / "run" / "checkpoint" / "state.json"
     meta = json.loads(state_path.read_text())
-    assert meta["trainer"]["config"]["optimizer"] == FUSED
-    del meta["trainer"]["config"]["optimizer"]  # as an older checkpoint wrote it
+    assert meta["trainer"]["optimizer"] == FUSED and "optimizer" not in meta["trainer"]["config"]
+    del meta["trainer"]["optimizer"]  # as an older checkpoint wrote it
     state_path.write_text(json.dumps(meta))
     pretrain(tiny_encoder, [texts], tmp_path / "run", resume=True, **opts)
-    final = json.loads(state_path.read_text())["trainer"]["config"]
-    assert "optimizer" not in final  # it went on with foreach and kept the old config
+    final = json.loads(state_path.read_text())["trainer"]
+    assert final["optimizer"] == FOREACH  # it went on with foreach
+    assert final["config"] == meta["trainer"]["config"]  # and kept the old settings
 
 
-def test_training_loop_records_and_keeps_the_kernel(tmp_path):
-    from toolkit.train.loop import _recorded_optimizer
+def test_a_checkpoint_records_the_kernel(tmp_path):
+    """What loop.py and pretrain.py ask of a checkpoint before they build the optimizer."""
+    from toolkit.train.optim import recorded
+    from toolkit.train.state import trainer_state
 
     ckpt = tmp_path / "checkpoint"
     ckpt.mkdir()
     (ckpt / "state.json").write_text(json.dumps({"trainer": {"step": 4}}))
-    assert _recorded_optimizer(ckpt) == FOREACH  # before the kernel was recorded
+    assert recorded(trainer_state(ckpt)) == FOREACH  # before the kernel was recorded
     (ckpt / "state.json").write_text(json.dumps({"trainer": {"step": 4, "optimizer": FUSED}}))
-    assert _recorded_optimizer(ckpt) == FUSED
-    assert _recorded_optimizer(None) is None
+    assert recorded(trainer_state(ckpt)) == FUSED
+    assert recorded(None) is None

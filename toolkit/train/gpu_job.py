@@ -76,6 +76,7 @@ def run_job(job: str | Path, out: str | Path, *, minutes: float, device: str = "
     from safetensors.torch import load_file
 
     from .pretrain import pretrain
+    from .state import trainer_state
 
     began = time.perf_counter()
     deadline = began + 60 * minutes
@@ -118,7 +119,7 @@ def run_job(job: str | Path, out: str | Path, *, minutes: float, device: str = "
             shutil.copyfile(log_path, out / "log.jsonl")
 
     left = (deadline - time.perf_counter() - reserve_s) / 60
-    prior = json.loads((run_dir / "checkpoint" / "state.json").read_text())["trainer"]["elapsed"] / 60 if resume else 0.0
+    prior = trainer_state(run_dir / "checkpoint")["elapsed"] / 60 if resume else 0.0
     record = pretrain(encoder, out=run_dir, corpus=corpus, max_steps=int(steps), max_minutes=max(left, 0.05) + prior,
                       device=device, log_every=train["log_every"], save_every=train["save_every"], resume=resume,
                       on_step=copy_log, **opts)

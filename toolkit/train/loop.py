@@ -39,8 +39,8 @@ from .precision import autocast, choose_dtype
 from .recipe import Recipe, TaskData, prepare
 from .batching import TaskStream
 from .selection import evaluate_dev as _evaluate, save_best as _save_best
-from .optim import FOREACH, adamw
-from .state import EMA, load_checkpoint, recover_checkpoint, save_checkpoint
+from .optim import adamw, recorded
+from .state import EMA, load_checkpoint, recover_checkpoint, save_checkpoint, trainer_state
 from .teacher import Distillation, Teacher
 
 logger = logging.getLogger(__name__)
@@ -149,8 +149,8 @@ def _train(recipe: Recipe, resume: bool, progress: bool, overwrite: bool, on_eva
     streams = {t: TaskStream(d, cfg.batch_size, rng, cfg.max_tokens, cfg.length_pool) for t, d in data.items()}
     distill = Distillation.setup(recipe, model, data, teacher, rng)
     streams.update(distill.streams)  # unlabeled text: checkpointed with the others
-    recorded = _recorded_optimizer(checkpoint)  # a resumed run keeps its optimizer kernel (bit-identical resume)
-    optimizer, optimizer_kind = adamw(param_groups(model, cfg.lr, cfg.head_lr, cfg.layer_decay, cfg.weight_decay), recorded,
+    kernel = recorded(trainer_state(checkpoint) if checkpoint is not None else None)  # a resumed run keeps its kernel (bit-identical)
+    optimizer, optimizer_kind = adamw(param_groups(model, cfg.lr, cfg.head_lr, cfg.layer_decay, cfg.weight_decay), kernel,
                                       betas=(0.9, 0.999), eps=1e-8)
     ema = EMA(model, cfg.ema) if cfg.ema else None
     state = {"step": 0, "best": -1.0, "bad_evals": 0, "history": []}
@@ -166,15 +166,6 @@ def _train(recipe: Recipe, resume: bool, progress: bool, overwrite: bool, on_eva
         _trim_log(log_path, state["step"])  # resume: steps after the checkpoint are redone; from 0: a clean log
     with open(log_path if dist.is_main() else os.devnull, "a", encoding="utf-8") as log:
         return _loop(recipe, model, data, streams, optimizer, ema, rng, state, log, model_dir, progress, on_eval, distill)
-
-
-def _recorded_optimizer(checkpoint: Path | None) -> str | None:
-    """The optimizer kernel a checkpoint trained with (``None`` without one: the fastest available;
-    checkpoints from before :mod:`toolkit.train.optim` used the foreach kernel)."""
-    if checkpoint is None:
-        return None
-    meta = json.loads((Path(checkpoint) / "state.json").read_text(encoding="utf-8"))
-    return meta["trainer"].get("optimizer", FOREACH)
 
 
 def _dtype(cfg, model: MultiTaskModel, recorded: str | None, resumed: bool) -> tuple[str, str]:

@@ -16,6 +16,17 @@ from typing import Any, Iterable
 FUSED, FOREACH = "adamw-fused", "adamw-foreach"
 
 
+def recorded(trainer: dict[str, Any] | None) -> str | None:
+    """The kernel a checkpoint's trainer state (:func:`toolkit.train.state.trainer_state`) trained
+    with: ``None`` without a checkpoint (the fastest available), ``FOREACH`` for checkpoints from
+    before this module, which did not record it.
+
+    >>> recorded(None), recorded({"step": 4}), recorded({"step": 4, "optimizer": FUSED})
+    (None, 'adamw-foreach', 'adamw-fused')
+    """
+    return None if trainer is None else trainer.get("optimizer", FOREACH)
+
+
 def adamw(params: Iterable[Any], kind: str | None = None, **kw: Any):
     """``torch.optim.AdamW(params, **kw)``, fused (``kind=None``: whenever supported, else
     ``FUSED``/``FOREACH`` as recorded by a checkpoint). Returns ``(optimizer, kind)``.

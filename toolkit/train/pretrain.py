@@ -41,7 +41,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .mlm_data import IGNORE, Packed, data_sources, mask_batch, prepare_data, read_texts
-from .optim import FOREACH, adamw
+from .optim import adamw, recorded
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +60,7 @@ def load_mlm(folder: str | Path, seed: int, num_layers: int | None = None):
     with _quiet_loading():
         model = BertForMaskedLM.from_pretrained(str(folder), dtype=torch.float32, local_files_only=True)
     if num_layers is not None:
-        Encoder(model.bert).truncate(num_layers)
-        model.config.num_hidden_layers = num_layers
+        Encoder(model.bert).truncate(num_layers)  # model.bert.config is model.config: both say num_layers
     model.config.tie_word_embeddings = True
     model.tie_weights()
     if model.cls.predictions.decoder.weight is not model.bert.embeddings.word_embeddings.weight:
@@ -154,7 +153,7 @@ def pretrain(encoder: str | Path, text_files: Sequence[str | Path] = (), out: st
     from ..registry import base_path
     from ..text.tokenization import TextTokenizer
     from .precision import autocast, choose_dtype
-    from .state import load_checkpoint, recover_checkpoint, save_checkpoint
+    from .state import load_checkpoint, recover_checkpoint, save_checkpoint, trainer_state
 
     run = Path(out)
     if threads:
@@ -185,29 +184,27 @@ def pretrain(encoder: str | Path, text_files: Sequence[str | Path] = (), out: st
         raise ValueError(f"max_length {max_length} exceeds the encoder's {model.config.max_position_embeddings} positions")
     decay = [p for n, p in model.named_parameters() if p.ndim > 1]
     no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
-    saved = json.loads((found / "state.json").read_text(encoding="utf-8"))["trainer"]["config"] if found else None
-    # a resumed run keeps its checkpoint's optimizer kernel (older checkpoints: foreach, not in their config)
-    optimizer, optimizer_kind = adamw([{"params": decay, "weight_decay": weight_decay},
-                                       {"params": no_decay, "weight_decay": 0.0}], saved.get("optimizer", FOREACH) if saved else None, lr=lr)
+    resumed = trainer_state(found) if found else None
+    optimizer, optimizer_kind = adamw([{"params": decay, "weight_decay": weight_decay},  # a resumed run keeps its kernel
+                                       {"params": no_decay, "weight_decay": 0.0}], recorded(resumed), lr=lr)
     config = {"encoder": str(encoder), "max_steps": max_steps, "batch_size": batch_size, "max_length": max_length,
               "lr": lr, "warmup": warmup, "weight_decay": weight_decay, "clip": clip, "seed": seed, "data": sources}
     if num_layers is not None:  # not in older checkpoints' configs: they resume unchanged
         config["num_layers"] = num_layers
-    if optimizer_kind != FOREACH:
-        config["optimizer"] = optimizer_kind
     if distiller is not None:
         config["distill"] = {"weight": distill_weight, "mlm_weight": mlm_weight, "teacher": str(teacher),
                              "loss": distill_loss, "layers": [list(x) for x in distiller.pairs]}
     step, tokens, elapsed = 0, 0, 0.0
-    recorded = None  # the dtype of the checkpoint resumed
+    recorded_dtype = None  # the dtype of the checkpoint resumed
     log_path = run / "log.jsonl"
     if found:
+        saved = resumed["config"]
         if saved != config:  # before the weights, which would fail less clearly (e.g. another num_layers)
             changed = sorted(k for k in config.keys() | saved.keys() if saved.get(k) != config.get(k))
             raise ValueError(f"--resume with different settings than the checkpoint in {found}: {', '.join(changed)}")
         state = load_checkpoint(found, _Unshared(model), optimizer, None, np.random.default_rng(0))
         step, tokens, elapsed = state["step"], state["tokens"], state["elapsed"]
-        recorded = state.get("dtype", "fp32")  # checkpoints from before the option trained in fp32
+        recorded_dtype = state.get("dtype", "fp32")  # checkpoints from before the option trained in fp32
         if log_path.is_file():  # drop lines written after the checkpoint
             keep = [ln for ln in log_path.read_text(encoding="utf-8").splitlines() if ln and json.loads(ln)["step"] <= step]
             log_path.write_text("".join(ln + "\n" for ln in keep), encoding="utf-8")
@@ -215,8 +212,8 @@ def pretrain(encoder: str | Path, text_files: Sequence[str | Path] = (), out: st
     elif log_path.exists():
         log_path.unlink()
 
-    if recorded is not None and dtype == "auto":
-        run_dtype = recorded
+    if recorded_dtype is not None and dtype == "auto":
+        run_dtype = recorded_dtype
         logger.info("training dtype %s: recorded in the checkpoint", run_dtype)
     else:
         run_dtype, _ = choose_dtype(dtype, str(next(model.parameters()).device), model.config.hidden_size)
@@ -231,7 +228,8 @@ def pretrain(encoder: str | Path, text_files: Sequence[str | Path] = (), out: st
 
     def checkpoint() -> None:
         save_checkpoint(ckpt_path, _Unshared(model), optimizer, None, np.random.default_rng(0),
-                        {"step": step, "tokens": tokens, "elapsed": elapsed, "config": config, "dtype": run_dtype})
+                        {"step": step, "tokens": tokens, "elapsed": elapsed, "config": config, "dtype": run_dtype,
+                         "optimizer": optimizer_kind})
 
     def batch_of(s: int) -> tuple[np.ndarray, ...]:
         ids, words, attn = data.batch(seed, s, batch_size)

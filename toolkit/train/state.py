@@ -95,6 +95,12 @@ def recover_checkpoint(path: Path) -> Path | None:
     return None
 
 
+def trainer_state(path: Path) -> dict[str, Any]:
+    """The trainer state a checkpoint recorded (its ``state.json``), without loading any tensor:
+    what a resumed run must decide before it builds what :func:`load_checkpoint` fills."""
+    return json.loads((Path(path) / "state.json").read_text(encoding="utf-8"))["trainer"]
+
+
 def load_checkpoint(path: Path, model, optimizer: torch.optim.Optimizer, ema: EMA | None, rng: np.random.Generator) -> dict[str, Any]:
     """Restore what :func:`save_checkpoint` wrote; returns the trainer state."""
     meta = json.loads((path / "state.json").read_text(encoding="utf-8"))
