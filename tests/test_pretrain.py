@@ -130,6 +130,43 @@ def test_resume_is_bit_identical(tiny_encoder, text_file, tmp_path):
     assert strip(full) == strip(part)
 
 
+def test_a_corpus_copied_again_resumes_and_keeps_its_cache(tiny_encoder, tmp_path, caplog):
+    """Regression (session 8): the text files were identified by modification time, so the same corpus
+    copied again (new mtime, same bytes) rebuilt the tokenised cache and made --resume refuse the run
+    ("different settings: data"). Now by content; a changed file is still refused, and a checkpoint
+    that recorded the time (an older run) resumes when paths and sizes match."""
+    import os
+
+    texts = tmp_path / "texts.txt"
+    texts.write_text("\n".join(TEXTS * 4) + "\n", encoding="utf-8")
+    with pytest.raises(Killed):
+        _run(tiny_encoder, texts, tmp_path / "run", on_step=kill_at(6))
+    cache = tmp_path / "run" / "data" / "ids.npy"
+    built = cache.stat().st_mtime_ns
+    os.utime(texts, ns=(texts.stat().st_atime_ns, texts.stat().st_mtime_ns + 10**9))  # copied again: a new time
+    _run(tiny_encoder, texts, tmp_path / "run", resume=True)
+    assert cache.stat().st_mtime_ns == built  # the cache was kept
+
+    original = texts.read_text(encoding="utf-8")
+    texts.write_text("\n".join(TEXTS[::-1] * 4) + "\n", encoding="utf-8")  # same size, other bytes
+    with pytest.raises(ValueError, match="different settings than the checkpoint.*data"):
+        _run(tiny_encoder, texts, tmp_path / "run", resume=True)
+    texts.write_text(original, encoding="utf-8")
+
+    state = tmp_path / "run" / "checkpoint" / "state.json"
+    record = json.loads(state.read_text(encoding="utf-8"))
+    files = record["trainer"]["config"]["data"]["files"]
+    assert set(files[0]) == {"path", "size", "sha256"}
+    for entry in files:  # what an older checkpoint recorded
+        del entry["sha256"]
+        entry["mtime_ns"] = 1
+    state.write_text(json.dumps(record), encoding="utf-8")
+    with caplog.at_level("WARNING", logger="toolkit.train.mlm_data"):
+        _run(tiny_encoder, texts, tmp_path / "run", resume=True, max_steps=12)
+    assert "modification time" in caplog.text  # no way to tell its bytes apart: trusted, and said so
+
+
+
 def test_exported_encoder_loads(tiny_encoder, text_file, tmp_path):
     import torch
 

@@ -40,7 +40,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .mlm_data import IGNORE, Packed, data_sources, mask_batch, prepare_data, read_texts
+from .mlm_data import IGNORE, Packed, data_sources, mask_batch, prepare_data, read_texts, same_sources
 from .optim import adamw, recorded
 
 logger = logging.getLogger(__name__)
@@ -199,8 +199,9 @@ def pretrain(encoder: str | Path, text_files: Sequence[str | Path] = (), out: st
     log_path = run / "log.jsonl"
     if found:
         saved = resumed["config"]
-        if saved != config:  # before the weights, which would fail less clearly (e.g. another num_layers)
-            changed = sorted(k for k in config.keys() | saved.keys() if saved.get(k) != config.get(k))
+        changed = sorted(k for k in config.keys() | saved.keys() if saved.get(k) != config.get(k)
+                         and not (k == "data" and same_sources(saved.get(k) or {}, config[k])))
+        if changed:  # before the weights, which would fail less clearly (e.g. another num_layers)
             raise ValueError(f"--resume with different settings than the checkpoint in {found}: {', '.join(changed)}")
         state = load_checkpoint(found, _Unshared(model), optimizer, None, np.random.default_rng(0))
         step, tokens, elapsed = state["step"], state["tokens"], state["elapsed"]
