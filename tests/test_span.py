@@ -319,6 +319,31 @@ def test_recipe_trains_saves_and_loads_a_span_head(trained):
     assert [sorted((e.start, e.end, e.label) for e in r) for r in found] == [sorted((s["start"], s["end"], s["label"]) for s in r["spans"]) for r in NESTED]
 
 
+def test_a_continued_model_keeps_its_span_head_whatever_its_tuned_threshold(trained, tmp_path, caplog):
+    """Regression (session 8): continuing a trained span model (recipe ``from_model``) compared the head's
+    options with the recipe's defaults, and the threshold chosen on held-out texts (not 0.5) made it
+    throw the trained head away and train a new one from random weights."""
+    import torch
+
+    from toolkit.model.manifest import Manifest
+    from toolkit.model.multitask import MultiTaskModel
+    from toolkit.train.loop import train
+    from toolkit.train.recipe import Recipe, TaskRecipe, TrainSettings
+
+    root, summary = trained
+    assert Manifest.read(summary["model"]).tasks["nested"].options["threshold"] != 0.5
+    before = {k: v.clone() for k, v in MultiTaskModel.load(summary["model"]).heads["nested"].state_dict().items()}
+    data = {"path": str(root / "ner.jsonl"), "format": "json-spans"}  # the fixture's data
+    settings = TrainSettings(max_steps=1, batch_size=4, lr=1e-9, head_lr=1e-9, eval_every=1, patience=None, warmup=0, diag_every=0, tensorboard=False, threads=1)
+    recipe = Recipe(name="more", from_model=summary["model"], out=str(tmp_path / "run"), train=settings,
+                    tasks={"nested": TaskRecipe(kind="span", train=data, dev=data, options=dict(SMALL))})
+    with caplog.at_level("INFO", logger="toolkit.train.recipe"):
+        again = train(recipe, progress=False)
+    assert "reusing the head" in caplog.text and "training a new head" not in caplog.text
+    after = MultiTaskModel.load(again["model"]).heads["nested"].state_dict()
+    assert all(torch.allclose(before[k], after[k], atol=1e-4) for k in before)  # lr 1e-9: the trained weights, not new ones
+
+
 def test_the_manifest_threshold_and_flat_options_drive_decoding(trained, tmp_path):
     import shutil
 

@@ -59,6 +59,8 @@ class HeadKind:
         per_token: its output has a sequence axis (``[B, L, ...]``).
         metric: the headline metric :meth:`score` reports as ``main``.
         feature_options: recipe settings :meth:`features` takes (a tagger's ``flatten``).
+        tuned_options: head options :meth:`tune` chooses on dev (a span head's ``threshold``): a
+            model continued with another value keeps its trained head.
     """
 
     name: ClassVar[str]
@@ -72,6 +74,7 @@ class HeadKind:
     feature_options: ClassVar[tuple[str, ...]] = ()  # recipe settings its features() takes (e.g. "flatten")
     new_head_options: ClassVar[dict[str, Any]] = {}  # options of a head that `toolkit train <data>` makes
     graph_options: ClassVar[tuple[str, ...]] = ()  # head options baked into an exported graph (a change makes it stale)
+    tuned_options: ClassVar[tuple[str, ...]] = ()  # decoding options :meth:`tune` chooses on dev (not the weights' shape)
 
     # ---------------------------------------------------------------- manifest and head
     def spec_defaults(self, spec: Any) -> None:

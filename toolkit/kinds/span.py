@@ -153,6 +153,7 @@ class SpanKind(SpanResults, HeadKind):
     head = "toolkit.heads.span:SpanHead"
     per_token = True
     graph_options = ("max_span",)  # masked inside the exported graph
+    tuned_options = ("threshold",)  # chosen on held-out texts at each evaluation (tune)
 
     def spec_defaults(self, spec: Any) -> None:
         spec.scheme = None

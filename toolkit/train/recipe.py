@@ -360,12 +360,16 @@ def prepare(recipe: Recipe, teacher_heads: dict[str, Any] | None = None) -> tupl
             labels = list(taught.labels)  # the teacher's labels in its order: its outputs line up with the student's
         spec = TaskSpec.from_dict(name, {"kind": t.kind, "labels": labels, "scheme": t.scheme, "options": t.options})
         kind.spec_defaults(spec)
-        if old is not None and old.spec() == spec.build_head(encoder.hidden_size).spec():
+        before = _untuned(kind, old.spec()) if old is not None else None
+        wanted = _untuned(kind, spec.build_head(encoder.hidden_size).spec()) if old is not None else None  # (no head built, no RNG drawn, when new)
+        if old is not None and before == wanted:
             head = old
             logger.info("task %s: reusing the head of the model it continues from", name)
         else:
             if old is not None:
-                logger.warning("task %s: the previous head has other labels or settings; training a new head", name)
+                differs = {k: (before.get(k), wanted.get(k)) for k in before.keys() | wanted.keys() if before.get(k) != wanted.get(k)}
+                logger.warning("task %s: the previous head differs from the recipe's (%s); training a new head (give the task the "
+                               "previous head's labels and options to keep it)", name, differs)
                 metrics.pop(name, None)  # the old head's scores do not describe the new one
             head = spec.build_head(encoder.hidden_size)
         heads[name] = head
@@ -380,3 +384,9 @@ def prepare(recipe: Recipe, teacher_heads: dict[str, Any] | None = None) -> tupl
 
 
 __all__ = ["Recipe", "TaskRecipe", "TrainSettings", "TaskData", "prepare", "load_examples", "NerExample", "TextExample", "PairExample"]
+
+
+def _untuned(kind: Any, spec: dict[str, Any]) -> dict[str, Any]:
+    """A head's spec without the options its kind tunes on dev (a span head's threshold): what must
+    match for a continued model to keep its trained head."""
+    return {**spec, "options": {k: v for k, v in spec.get("options", {}).items() if k not in kind.tuned_options}}
