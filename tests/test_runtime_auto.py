@@ -18,7 +18,6 @@ from toolkit.runtime import auto
 AMX = CpuInfo("Fake Xeon with AMX", frozenset({"amx_bf16", "avx512_bf16", "avx512f", "avx2"}))
 NO_BF16 = CpuInfo("Fake CPU without bf16", frozenset({"avx2", "fma"}))
 TEXTS = ["张三在北京工作", "患者三天前出现发热、咳嗽。", "服务很好", "王五去上海的医院看病"]
-REAL_MEASURE = auto.measure
 
 
 @pytest.fixture(autouse=True)
@@ -48,14 +47,13 @@ def runtime_of(pipe) -> str:
 
 def fake_measure(monkeypatch, speeds: dict[str, float], change=None) -> list[str]:
     """Replace the timing: real answers on the probe (``change(name, outputs)`` may alter them), ``speeds`` chars/s."""
-    real = REAL_MEASURE
     calls: list[str] = []
 
-    def measure(pipe, *args, **kwargs):
-        name = runtime_of(pipe)
-        calls.append(name)
-        _, outputs = real(pipe, repeats=1)
-        return speeds[name], change(name, outputs) if change else outputs
+    def measure(pipes, *args, **kwargs):
+        assert list(pipes) == [runtime_of(p) for p in pipes.values()]
+        calls.extend(pipes)
+        found = {name: auto.answers(pipe) for name, pipe in pipes.items()}
+        return {name: speeds[name] for name in pipes}, {name: change(name, out) if change else out for name, out in found.items()}
 
     monkeypatch.setattr(auto, "measure", measure)
     return calls
@@ -224,3 +222,36 @@ def test_auto_without_torch_chooses_among_the_exports(folder, tmp_path):
         print(json.dumps({{"choice": pipe.runtime_choice, "n": len(pipe("张三在北京工作")), "torch": "torch" in sys.modules}}))
     """, tmp_path)
     assert out["choice"]["name"] == "onnx" and "only runtime" in out["choice"]["reason"] and out["torch"] is False
+
+
+def test_candidates_are_timed_in_interleaved_rounds_and_keep_their_fastest_pass(tiny_folder, monkeypatch):
+    """Regression (issue 15, runtime_auto.md): each candidate was timed alone on one batch of the probe,
+    mostly padding, so a busy moment or a cold start decided the pick. Now: rounds, every candidate once
+    per round, each pass over PROBE_COPIES copies of the probe; the fastest pass counts."""
+    pipe = toolkit.load(str(tiny_folder), tasks="ner")
+    order: list[str] = []
+    seconds = {"a": iter([2.0, 1.0, 4.0]), "b": iter([1.0, 3.0, 1.0])}
+
+    def fake_pass(p):
+        order.append(p.name)
+        return 600, next(seconds[p.name])
+
+    monkeypatch.setattr(auto, "time_pass", fake_pass)
+    a, b = pipe.with_runner(pipe.runner), pipe.with_runner(pipe.runner)
+    a.name, b.name = "a", "b"
+    speeds, outputs = auto.measure({"a": a, "b": b}, rounds=3, budget_s=100.0)
+    assert order == ["a", "b", "a", "b", "a", "b"] and speeds == {"a": 600.0, "b": 600.0}
+    assert outputs["a"] == outputs["b"] and len(outputs["a"]["ner"]) == len(auto.PROBE_TEXTS)
+    order.clear()
+    seconds = {"a": iter([2.0, 1.0]), "b": iter([1.0, 3.0])}
+    auto.measure({"a": a, "b": b}, rounds=3, budget_s=1.0)  # the budget is spent: two rounds, no third
+    assert order == ["a", "b", "a", "b"]
+
+
+def test_a_timed_pass_runs_copies_of_the_probe(tiny_folder, monkeypatch):
+    pipe = toolkit.load(str(tiny_folder), tasks="ner")
+    seen: list[int] = []
+    real = pipe.run
+    monkeypatch.setattr(pipe, "run", lambda inputs, *a, **k: seen.append(len(inputs)) or real(inputs, *a, **k))
+    chars, took = auto.time_pass(pipe)
+    assert seen == [auto.PROBE_COPIES * len(auto.PROBE_TEXTS)] and chars == auto.PROBE_COPIES * sum(map(len, auto.PROBE_TEXTS)) and took > 0
