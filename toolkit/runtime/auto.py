@@ -14,8 +14,8 @@ while without native bf16 it is the slowest of the four. So :func:`choose_runtim
   them in interleaved rounds (every candidate once per round, so a busy neighbour slows all alike),
   each pass over :data:`PROBE_COPIES` copies of the probe so that batches group similar lengths as
   real work does (one copy in one batch is mostly padding, which understated ONNX by up to 3x); a
-  candidate's speed is its fastest pass, in characters per second. About 5-10 s for four candidates
-  of a 6-layer model on 2 cores (plus loading each runtime);
+  candidate's speed is its fastest pass, in characters per second. 8-14 s for four candidates of a
+  6-layer model on 2 cores, loading each runtime included (``benchmarks/results/runtime_auto.md``);
 * accuracy guard: the answers of every other candidate on the probe are scored against PyTorch
   fp32's, taken as gold, with the head kind's own metric (:meth:`toolkit.kinds.base.HeadKind.score_gold`:
   span F1, accuracy); one below :data:`MIN_AGREEMENT` on any task is rejected (logged);
