@@ -79,8 +79,10 @@ def test_a_bad_line_leaves_no_partial_file(tiny_folder, tmp_path):
     assert list(out_dir.iterdir()) == []  # neither the output nor its temporary file
 
 
-def test_cli_writes_one_output_per_input(tiny_folder, txt, tmp_path, capsys):
+def test_cli_writes_one_output_per_input(tiny_folder, txt, tmp_path, capsys, monkeypatch):
     from toolkit.cli import main
+
+    monkeypatch.setenv("TOOLKIT_HOME", str(tmp_path / "home"))  # --runtime auto (the default) may cache a measurement
 
     other = tmp_path / "more.txt"
     other.write_text("北京\n", encoding="utf-8")

@@ -25,7 +25,9 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=FORMATS, default="jsonl", help="output format (default jsonl); Parquet keeps result as a JSON string")
     p.add_argument("--text-field", default="text", help="JSONL/Parquet field holding the text (pairs: text_a, text_b)")
     p.add_argument("--tasks", help="run only these heads, comma-separated (as in toolkit run)")
-    add_runtime_options(p)
+    # auto by default here: a bulk job repays the one-off measurement (about 10 s, then cached per CPU and model);
+    # on a 2-core EPYC PyTorch fp32 was the slowest runtime for every shipped model (benchmarks/results/runtime_auto.md)
+    add_runtime_options(p, default="auto")
     p.add_argument("--threads", type=positive_int, help="CPU threads (per worker with --ray; default there: cores / workers)")
     p.add_argument("--batch-size", type=positive_int, help="windows per encoder pass (default 32)")
     p.add_argument("--chunk-size", type=positive_int, default=CHUNK_SIZE, help=f"lines read and written at a time (default {CHUNK_SIZE:,})")
