@@ -42,7 +42,7 @@ MODELS: dict[str, dict[str, Any]] = {
     },
     "ner-medical-small": {
         "path": "ner-medical-small", "tasks": ["ner_medical"],
-        "description": "ner-medical on a 2-layer encoder: same labels, for bulk jobs on CPU (speed_small.md)",
+        "description": "ner-medical distilled into a 2-layer encoder: same labels, nested entities, for bulk jobs on CPU",
     },
     "sentiment-small": {
         "path": "sentiment-small", "tasks": ["sentiment"],
