@@ -85,8 +85,8 @@ def mlm_progress(encoder: Path) -> dict | None:
     if not done:
         return None
     last = done[-1]  # the losses of the last log line up to the export (the log is written every few steps)
-    out = {"step": exported.get("step", last["step"]), "tokens": exported.get("tokens", last["tokens"]),
-           "mlm_loss": last["loss"], "mlm_acc": last.get("mlm_acc")}
+    out = {"step": exported.get("step", last["step"]), "tokens": exported.get("tokens_total", exported.get("tokens", last["tokens"])),
+           "mlm_loss": last["loss"], "mlm_acc": last.get("mlm_acc")}  # tokens: with those of the encoder the run started from
     if "distill" in last:
         out["distill_loss"] = last["distill"]
     checkpoint = encoder.parent / "checkpoint"

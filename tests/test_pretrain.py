@@ -223,3 +223,14 @@ def test_truncated_encoder_pretrains_and_resumes(tiny_encoder, text_file, tmp_pa
     a = load_file(str(tmp_path / "full" / "checkpoint" / "model.safetensors"))
     b = load_file(str(tmp_path / "run" / "checkpoint" / "model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)  # the killed-and-resumed run is bit-identical
+
+
+def test_a_run_that_continues_another_counts_its_tokens(tiny_encoder, text_file, tmp_path):
+    """An encoder exported by one run and pretrained further by another: the second export records its
+    own step and tokens and, as ``tokens_total``, those of both runs (what progress plots use)."""
+    _run(tiny_encoder, text_file, tmp_path / "first", max_steps=4)
+    first = json.loads((tmp_path / "first" / "encoder" / "pretrain.json").read_text())
+    assert first == {"step": 4, "tokens": first["tokens"], "tokens_total": first["tokens"]} and first["tokens"] > 0
+    _run(tmp_path / "first" / "encoder", text_file, tmp_path / "second", max_steps=3)
+    second = json.loads((tmp_path / "second" / "encoder" / "pretrain.json").read_text())
+    assert second["step"] == 3 and second["tokens_total"] == first["tokens"] + second["tokens"]

@@ -109,6 +109,26 @@ def export_encoder(model, tokenizer, out: Path, progress: dict | None = None) ->
     replace_folder(tmp, out)
 
 
+def prior_tokens(encoder: Path) -> int:
+    """Tokens the start ``encoder`` was already pretrained on: its ``pretrain.json`` (``tokens_total``,
+    else ``tokens``) when an earlier run exported it, else 0."""
+    meta = Path(encoder) / "pretrain.json"
+    if not meta.is_file():
+        return 0
+    record = json.loads(meta.read_text(encoding="utf-8"))
+    return int(record.get("tokens_total", record.get("tokens", 0)))
+
+
+def progress_record(step: int, tokens: int, before: int) -> dict[str, int]:
+    """What an export records: this run's step and tokens, and ``tokens_total`` with the start
+    encoder's own (``prior_tokens``), so a run continuing another plots at the right place.
+
+    >>> progress_record(500, 2048000, 2662400)
+    {'step': 500, 'tokens': 2048000, 'tokens_total': 4710400}
+    """
+    return {"step": step, "tokens": tokens, "tokens_total": before + tokens}
+
+
 def lr_at(step: int, base: float, max_steps: int, warmup: int) -> float:
     if step < warmup:
         return base * (step + 1) / warmup
@@ -164,6 +184,7 @@ def pretrain(encoder: str | Path, text_files: Sequence[str | Path] = (), out: st
         raise FileExistsError(f"{run} holds a checkpoint of an earlier run: pass --resume to continue it, or choose another --out")
     folder = base_path(encoder)
     tokenizer = TextTokenizer.from_pretrained(folder)
+    before = prior_tokens(folder)  # an encoder exported by an earlier run: its tokens count towards what this one saw
     sources = corpus[2] if corpus is not None else data_sources(text_files, splits, tokenizer)
 
     texts = partial(read_texts, text_files, splits, data_root)
@@ -283,7 +304,7 @@ def pretrain(encoder: str | Path, text_files: Sequence[str | Path] = (), out: st
         if step % save_every == 0 or step == max_steps or out_of_time:
             checkpoint()
         if export_every and step % export_every == 0:
-            export_encoder(model, tokenizer, run / "encoder", {"step": step, "tokens": tokens})
+            export_encoder(model, tokenizer, run / "encoder", progress_record(step, tokens, before))
         if on_step is not None:
             on_step(step)
         if out_of_time:
@@ -291,5 +312,5 @@ def pretrain(encoder: str | Path, text_files: Sequence[str | Path] = (), out: st
             break
     if pool is not None:
         pool.shutdown(wait=True)
-    export_encoder(model, tokenizer, run / "encoder", {"step": step, "tokens": tokens})
+    export_encoder(model, tokenizer, run / "encoder", progress_record(step, tokens, before))
     return record | {"dtype": run_dtype}
