@@ -360,19 +360,18 @@ def prepare(recipe: Recipe, teacher_heads: dict[str, Any] | None = None) -> tupl
             labels = list(taught.labels)  # the teacher's labels in its order: its outputs line up with the student's
         spec = TaskSpec.from_dict(name, {"kind": t.kind, "labels": labels, "scheme": t.scheme, "options": t.options})
         kind.spec_defaults(spec)
-        before = _untuned(kind, old.spec()) if old is not None else None
-        wanted = _untuned(kind, spec.build_head(encoder.hidden_size).spec()) if old is not None else None  # (no head built, no RNG drawn, when new)
-        if old is not None and before == wanted:
-            head = old
-            logger.info("task %s: reusing the head of the model it continues from", name)
-        else:
-            if old is not None:
+        head = None
+        if old is not None:  # a continued model: keep its head unless the recipe asks for another one
+            before, wanted = _untuned(kind, old.spec()), _untuned(kind, spec.build_head(encoder.hidden_size).spec())
+            if before == wanted:
+                head = old
+                logger.info("task %s: reusing the head of the model it continues from", name)
+            else:
                 differs = {k: (before.get(k), wanted.get(k)) for k in before.keys() | wanted.keys() if before.get(k) != wanted.get(k)}
                 logger.warning("task %s: the previous head differs from the recipe's (%s); training a new head (give the task the "
                                "previous head's labels and options to keep it)", name, differs)
                 metrics.pop(name, None)  # the old head's scores do not describe the new one
-            head = spec.build_head(encoder.hidden_size)
-        heads[name] = head
+        heads[name] = head if head is not None else spec.build_head(encoder.hidden_size)
         report = FeatureReport()
         options = {"flatten": t.flatten} if "flatten" in kind.feature_options else {}
         feats = build_features(kind, train, spec, tokenizer, normalizer, recipe.max_length, report, **options)
