@@ -37,6 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ensure_exports, run_info, write_results
 from splits import SPLITS, eval_splits
 
+from toolkit.runtime.auto import characters
+
 logger = logging.getLogger("benchmarks.runtime_auto")
 WARMUP = 32  # inputs of the untimed first pass
 
@@ -58,10 +60,6 @@ def real_inputs(model: str, limit: int, data_root: str | None) -> tuple[str, str
     return task, dataset, kind.pipeline_inputs(examples)
 
 
-def chars_of(inputs: list) -> int:
-    return sum(len(x) if isinstance(x, str) else len(x[0]) + len(x[1]) for x in inputs)
-
-
 def time_candidates(model: str, task: str, names: list[str], inputs: list, threads: int, batch_size: int | None, repeats: int) -> dict[str, dict[str, Any]]:
     """Chars/s (median and best pass) and agreement with ``torch`` of every candidate on ``inputs``."""
     import toolkit
@@ -81,8 +79,8 @@ def time_candidates(model: str, task: str, names: list[str], inputs: list, threa
             start = time.perf_counter()
             pipe.run(inputs)
             times[name].append(time.perf_counter() - start)
-        logger.info("round %d/%d: %s", r + 1, repeats, ", ".join(f"{n} {chars_of(inputs) / t[-1]:,.0f} chars/s" for n, t in times.items()))
-    chars = chars_of(inputs)
+        logger.info("round %d/%d: %s", r + 1, repeats, ", ".join(f"{n} {characters(inputs) / t[-1]:,.0f} chars/s" for n, t in times.items()))
+    chars = characters(inputs)
     reference = names[0]
     kinds = {task: pipes[reference].kinds[task]}
     return {n: {"chars_per_s": round(chars / statistics.median(times[n])), "chars_per_s_best": round(chars / min(times[n])),
@@ -155,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         seconds = time.perf_counter() - start
         names = candidates(resolve(model)[0])
         measured = time_candidates(model, task, names, inputs, args.threads, args.batch_size, args.repeats)
-        row = {"model": model, "task": task, "dataset": dataset, "inputs": len(inputs), "chars": chars_of(inputs),
+        row = {"model": model, "task": task, "dataset": dataset, "inputs": len(inputs), "chars": characters(inputs),
                "auto": {"choice": choice.name, "reason": choice.reason, "probe_chars_per_s": choice.chars_per_s,
                         "probe_agreement": choice.agreement, "seconds": round(seconds, 2)},
                "measured": measured, "verdict": verdict(choice.name, measured, MIN_AGREEMENT, MARGIN)}

@@ -231,10 +231,19 @@ def answers(pipe) -> dict[str, list]:
     return {task: [r[task] for rows in found for r in rows if task in r] for task in pipe.kinds}
 
 
+def characters(inputs: Sequence[Any]) -> int:
+    """Characters in ``inputs``: a text's length, a pair's ``len(a) + len(b)`` (what chars/s counts).
+
+    >>> characters(["头痛", ("头痛", "头疼")])
+    6
+    """
+    return sum(len(x) if isinstance(x, str) else len(x[0]) + len(x[1]) for x in inputs)
+
+
 def time_pass(pipe) -> tuple[int, float]:
     """``(characters, seconds)`` of one pass of ``pipe`` over :data:`PROBE_COPIES` copies of the probe, end to end."""
     parts = [(part, list(inputs) * PROBE_COPIES) for part, inputs in probe(pipe)]
-    chars = sum(len(x) if isinstance(x, str) else len(x[0]) + len(x[1]) for _, inputs in parts for x in inputs)
+    chars = sum(characters(inputs) for _, inputs in parts)
     start = time.perf_counter()
     for part, inputs in parts:
         part.run(inputs)
@@ -378,4 +387,4 @@ def _installed(module: str) -> bool:
 
 
 __all__ = ["ENV", "MARGIN", "MIN_AGREEMENT", "PROBE_PAIRS", "PROBE_TEXTS", "RuntimeChoice", "agreement", "candidates", "check_options", "choose_runtime",
-           "decide", "load_auto", "measure", "time_pass", "answers"]
+           "characters", "decide", "load_auto", "measure", "time_pass", "answers"]
