@@ -241,3 +241,82 @@ def test_resume_with_a_teacher_and_unlabeled_text_is_exact(tmp_path, tiny_encode
     b = load_file(str(tmp_path / "crashed" / "checkpoint" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert step_losses(tmp_path / "straight") == step_losses(tmp_path / "crashed")
+
+
+# ---------------------------------------------------------------- hidden-state distillation
+@pytest.fixture(scope="module")
+def deep_teacher(tmp_path_factory) -> Path:
+    """A random teacher as wide as the student (32) and twice as deep (4 layers)."""
+    root = tmp_path_factory.mktemp("deep_teacher")
+    encoder = build_tiny_encoder(root / "encoder", layers=4, hidden=32, seed=9)
+    torch.manual_seed(4)
+    return MultiTaskModel.build(encoder, TEACHER_TASKS, max_length=32, name="deep").save(root / "model", dtype=torch.float32)
+
+
+def hidden_distance(student: Path, teacher: Path) -> float:
+    """The hidden-state loss of the student against the teacher on the training texts."""
+    from toolkit.text.encode import pad_batch
+    from toolkit.train.teacher import Distillation
+
+    s, t = MultiTaskModel.load(student).eval(), Teacher.load(str(teacher), ["ner"])
+    probe = Distillation(t, hidden=1.0, taps=Distillation._taps(t, s))
+    ids = [s.tokenizer.hf(x["text"])["input_ids"] for x in NER]
+    batch = {k: torch.from_numpy(v) for k, v in pad_batch(ids, s.tokenizer.pad_id).arrays.items()}
+    with torch.no_grad():
+        s(batch, ["ner"]), t.model(batch, ["ner"])
+        return float(probe.hidden_loss(batch["attention_mask"]))
+
+
+def test_layer_tap_keeps_each_chosen_layers_output(tiny_encoder):
+    from toolkit.model.encoder import Encoder
+    from toolkit.train.teacher import LayerTap
+
+    enc = Encoder.from_pretrained(tiny_encoder).eval()
+    tap = LayerTap(enc, [1, 2])
+    ids = torch.tensor([[2, 5, 6, 3]])
+    with torch.no_grad():
+        last = enc(ids, torch.ones_like(ids))
+    assert set(tap.states) == {1, 2} and tap.states[1].shape == last.shape
+    assert torch.equal(tap.states[2], last), "the last layer's output is the encoder's output"
+    assert not torch.equal(tap.states[1], last)
+    tap.remove()
+    with torch.no_grad():
+        enc(ids, torch.ones_like(ids))
+    assert tap.states == {}, "a removed tap keeps nothing"
+
+
+def test_hidden_state_distillation_pulls_each_student_layer_towards_its_teacher_layer(tmp_path, tiny_encoder, deep_teacher, caplog):
+    tasks = {"ner": {"kind": "tagger", "scheme": "BIO", "train": None, "dev": None}}
+    ner, _ = write_corpora(tmp_path, NER)
+    tasks["ner"]["train"] = tasks["ner"]["dev"] = {"path": str(ner), "format": "json-spans"}
+    runs = {}
+    for name, weight in (("plain", 0.0), ("hidden", 5.0)):
+        with caplog.at_level(logging.INFO, logger="toolkit.train.teacher"):
+            summary = train(Recipe.from_yaml(write_recipe(tmp_path, tiny_encoder, deep_teacher, name, tasks=tasks, max_steps=15,
+                                                          distill_hidden=weight)), progress=False)
+        runs[name] = hidden_distance(Path(summary["model"]), deep_teacher)
+    assert any("(teacher, student) layers [(2, 1), (4, 2)]" in r.getMessage() for r in caplog.records)
+    assert runs["hidden"] < 0.85 * runs["plain"], runs  # 15 steps: 2.40 -> 1.80
+    assert "hidden-state weight 5.0" in (tmp_path / "hidden" / "model" / "README.md").read_text(encoding="utf-8")
+
+
+def test_hidden_state_distillation_is_checked(tmp_path, tiny_encoder, teacher):
+    with pytest.raises(ConfigError, match="the teacher .* is 48 wide, the student 32"):
+        train(Recipe.from_yaml(write_recipe(tmp_path, tiny_encoder, teacher, distill_hidden=1.0)), progress=False)
+    with pytest.raises(ValueError, match="add `teacher:`"):
+        Recipe.from_yaml(write_recipe(tmp_path, tiny_encoder, None, distill_hidden=1.0))
+    with pytest.raises(ValueError, match="distill_hidden must be 0"):
+        Recipe.from_yaml(write_recipe(tmp_path, tiny_encoder, teacher, distill_hidden=-1.0))
+
+
+def test_resume_with_hidden_state_distillation_is_exact(tmp_path, tiny_encoder, deep_teacher, monkeypatch):
+    from safetensors.torch import load_file
+
+    settings = {"tasks": unlabeled_tasks(tmp_path), "max_steps": 8, "checkpoint_every": 4, "distill_hidden": 1.0}
+    train(Recipe.from_yaml(write_recipe(tmp_path, tiny_encoder, deep_teacher, "straight", **settings)), progress=False)
+    crashed = Recipe.from_yaml(write_recipe(tmp_path, tiny_encoder, deep_teacher, "crashed", **settings))
+    crash_after_first_checkpoint(monkeypatch, crashed)
+    assert train(crashed, resume=True, progress=False)["resumed_from"] == 4
+    a = load_file(str(tmp_path / "straight" / "checkpoint" / "model.safetensors"))
+    b = load_file(str(tmp_path / "crashed" / "checkpoint" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

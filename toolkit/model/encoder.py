@@ -110,9 +110,13 @@ class Encoder(nn.Module):
     def max_positions(self) -> int:
         return int(getattr(self.model.config, "max_position_embeddings", 512))
 
+    def layers(self) -> nn.ModuleList:
+        """The transformer layers, first to last (for truncation and for taps on their outputs)."""
+        return _layer_list(self.model)
+
     def truncate(self, num_layers: int) -> None:
         """Keep only the first ``num_layers`` layers (the "prune layers" recipe for speed)."""
-        layers = _layer_list(self.model)
+        layers = self.layers()
         if not 1 <= num_layers <= len(layers):
             raise ValueError(f"num_layers must be between 1 and {len(layers)}, got {num_layers}")
         del layers[num_layers:]

@@ -82,6 +82,7 @@ class TrainSettings:
     tensorboard: bool | str = "auto"  # TensorBoard event files in OUT/tensorboard: true, false, or auto (when tensorboard is installed)
     distill_weight: float = 0.5  # with a recipe `teacher`: loss = (1 - w) * gold loss + w * distillation loss
     distill_temperature: float = 2.0  # softens the teacher's and the student's distributions (toolkit.train.teacher)
+    distill_hidden: float = 0.0  # with a recipe `teacher`: + this x MSE of each student layer's output to the proportional teacher layer's
 
     def precision(self) -> str:
         """The dtype setting, ``"auto"``, ``"fp32"`` or ``"bf16"``, with the deprecated ``bf16`` folded in.
@@ -179,6 +180,10 @@ class Recipe:
             raise ValueError("the recipe needs `encoder` (a base name such as zh-e5-small-base, or an encoder folder) or `from_model` (a model to continue)")
         if not 0 <= t.distill_weight <= 1 or t.distill_temperature <= 0:
             raise ValueError(f"distill_weight must be between 0 and 1 and distill_temperature positive, got {t.distill_weight} and {t.distill_temperature}")
+        if t.distill_hidden < 0:
+            raise ValueError(f"distill_hidden must be 0 (off) or a positive weight of the hidden-state loss, got {t.distill_hidden}")
+        if t.distill_hidden and not self.teacher:
+            raise ValueError("distill_hidden matches the student's layers to a teacher's: add `teacher:` (a trained model) or drop distill_hidden")
         for name, task in self.tasks.items():
             if task.unlabeled is None:
                 continue
@@ -202,8 +207,9 @@ class Recipe:
         lines = [f"# {self.name}", "", f"Fine-tuned from {start} by toolkit {__version__} on {date.today().isoformat()}; max length {self.max_length}.", ""]
         if self.teacher:
             extra = [f"{_ref(t.unlabeled)} for {n}" for n, t in self.tasks.items() if t.unlabeled is not None]
+            hidden = f", hidden-state weight {self.train.distill_hidden}" if self.train.distill_hidden else ""
             lines += [f"Distilled from the model `{self.teacher}` (distill_weight {self.train.distill_weight}, temperature "
-                      f"{self.train.distill_temperature}{'; unlabeled text: ' + ', '.join(extra) if extra else ''}).", ""]
+                      f"{self.train.distill_temperature}{hidden}{'; unlabeled text: ' + ', '.join(extra) if extra else ''}).", ""]
         lines += ["| task | kind | labels | trained on | model selected on | metric | value |", "|---|---|---|---|---|---|---|"]
         files: list[str] = []
         for t, spec in self.tasks.items():

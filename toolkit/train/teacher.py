@@ -49,6 +49,7 @@ from .. import kinds
 from ..errors import ConfigError
 from ..heads.base import Head
 from ..kinds import Feature, HeadKind
+from ..model.encoder import Encoder
 from ..model.multitask import MultiTaskModel
 from ..text.encode import encode_texts, pad_batch
 from ..text.normalize import Normalizer
@@ -169,16 +170,42 @@ def unlabeled_features(kind: HeadKind, texts: Sequence[str], tokenizer: TextToke
     return out
 
 
+class LayerTap:
+    """Keeps the output of chosen transformer layers (1 = the first) of an encoder on every forward.
+
+    Example:
+        >>> tap = LayerTap(model.encoder, [1, 2]); model(batch); tap.states[2].shape  # doctest: +SKIP
+        torch.Size([16, 40, 384])
+    """
+
+    def __init__(self, encoder: Encoder, layers: Iterable[int]) -> None:
+        modules = encoder.layers()
+        self.states: dict[int, torch.Tensor] = {}
+        self.handles = [modules[i - 1].register_forward_hook(self._keeper(i)) for i in layers]
+
+    def _keeper(self, i: int):
+        def keep(module, args, output) -> None:
+            self.states[i] = output[0] if isinstance(output, tuple) else output
+        return keep
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+        self.states.clear()
+
+
 class Distillation:
     """What the training loop asks about distillation: where a task's next batch comes from, how to
     pad it, and its loss. Without a teacher every batch is a gold one and the loss the head's own."""
 
     def __init__(self, teacher: Teacher | None = None, weight: float = 0.5, temperature: float = 2.0,
-                 unlabeled: dict[str, tuple[TaskStream, float]] | None = None) -> None:
+                 unlabeled: dict[str, tuple[TaskStream, float]] | None = None, hidden: float = 0.0,
+                 taps: tuple[LayerTap, LayerTap, list[tuple[int, int]]] | None = None) -> None:
         self.teacher = teacher
         self.weight, self.temperature = weight, temperature
         self.ratios = {t: ratio for t, (_, ratio) in (unlabeled or {}).items()}
         self.streams = {t + UNLABELED: stream for t, (stream, _) in (unlabeled or {}).items()}
+        self.hidden, self.taps = hidden, taps  # taps: (student's, teacher's, (teacher, student) layer pairs)
 
     @classmethod
     def setup(cls, recipe: Recipe, model: MultiTaskModel, data: dict[str, TaskData], teacher: Teacher | None, rng: np.random.Generator) -> "Distillation":
@@ -206,7 +233,32 @@ class Distillation:
                         name, len(kept), len(texts) - len(kept), len(feats), 100 * t.unlabeled_ratio)
             unlabeled[name] = (TaskStream(TaskData(feats, []), cfg.batch_size, rng, cfg.max_tokens, cfg.length_pool), t.unlabeled_ratio)
         logger.info("distilling %s from %s (distill_weight %s, temperature %s)", list(teacher.model.heads), teacher.source, cfg.distill_weight, cfg.distill_temperature)
-        return cls(teacher, cfg.distill_weight, cfg.distill_temperature, unlabeled)
+        taps = cls._taps(teacher, model) if cfg.distill_hidden else None
+        return cls(teacher, cfg.distill_weight, cfg.distill_temperature, unlabeled, cfg.distill_hidden, taps)
+
+    @staticmethod
+    def _taps(teacher: Teacher, student: MultiTaskModel) -> tuple[LayerTap, LayerTap, list[tuple[int, int]]]:
+        """Taps on each student layer and its proportional teacher layer (hidden-state distillation)."""
+        from .distill import layer_pairs
+
+        te, st = teacher.model.encoder, student.encoder
+        if te.hidden_size != st.hidden_size:
+            raise ConfigError(f"distill_hidden compares hidden states, and the teacher {teacher.source} is {te.hidden_size} wide, the student "
+                              f"{st.hidden_size}: start the student from the teacher's encoder (or its base) with fewer layers, or set distill_hidden: 0")
+        if st.num_layers > te.num_layers:
+            raise ConfigError(f"distill_hidden maps each student layer to a teacher layer, and the student has {st.num_layers} layers, the "
+                              f"teacher {te.num_layers}: give the student at most {te.num_layers} (num_layers), or set distill_hidden: 0")
+        pairs = layer_pairs(te.num_layers, st.num_layers, [round(te.num_layers * s / st.num_layers) for s in range(1, st.num_layers + 1)])
+        logger.info("hidden-state distillation: (teacher, student) layers %s", pairs)
+        return LayerTap(st, [s for _, s in pairs]), LayerTap(te, [t for t, _ in pairs]), pairs
+
+    def hidden_loss(self, mask: torch.Tensor) -> torch.Tensor:
+        """Mean over the layer pairs of the per-token squared distance (mean over the width) between
+        the student's and the teacher's last-tapped states, over the tokens where ``mask`` is set."""
+        mine, theirs, pairs = self.taps
+        keep = mask.bool()
+        losses = [((mine.states[s].float() - theirs.states[t].float()) ** 2).mean(-1)[keep].mean() for t, s in pairs]
+        return torch.stack(losses).mean()
 
     def source(self, task: str, rng: np.random.Generator) -> str:
         """The stream of ``task``'s next batch: the task's own, or ``task + UNLABELED`` with probability
@@ -229,12 +281,13 @@ class Distillation:
              dtype: str, device: str) -> torch.Tensor:
         """The head's gold loss, mixed with its distillation loss when the teacher teaches ``task``
         (``(1 - w) * gold + w * distillation``; the distillation loss alone without ``targets``)."""
-        if self.teacher is None or task not in self.teacher.model.heads or (self.weight == 0 and targets is not None):
+        if self.teacher is None or task not in self.teacher.model.heads or (self.weight == 0 and targets is not None and not self.hidden):
             return head.loss(output, batch, targets)
         soft = head.distill_loss(output, self.teacher.outputs(batch, task, dtype, device), batch, self.temperature)
+        extra = self.hidden * self.hidden_loss(batch["attention_mask"]) if self.hidden else 0.0  # the taps hold this batch's states
         if targets is None:
-            return soft
-        return (1 - self.weight) * head.loss(output, batch, targets) + self.weight * soft
+            return soft + extra
+        return (1 - self.weight) * head.loss(output, batch, targets) + self.weight * soft + extra
 
 
-__all__ = ["Teacher", "Distillation", "read_texts", "unlabeled_features", "UNLABELED"]
+__all__ = ["Teacher", "Distillation", "LayerTap", "read_texts", "unlabeled_features", "UNLABELED"]
