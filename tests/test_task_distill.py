@@ -93,9 +93,13 @@ def test_a_teacher_output_of_another_shape_is_refused():
 @pytest.fixture(scope="module")
 def teacher(tmp_path_factory) -> Path:
     """A random teacher deeper and wider than the student (3 layers, width 48), same vocabulary."""
-    root = tmp_path_factory.mktemp("teacher")
-    encoder = build_tiny_encoder(root / "encoder", layers=3, hidden=48, seed=5)
-    torch.manual_seed(3)
+    return build_teacher(tmp_path_factory.mktemp("teacher"), layers=3, hidden=48, seed=5)
+
+
+def build_teacher(root: Path, layers: int, hidden: int, seed: int) -> Path:
+    """A random model folder with the teacher's heads, on a tiny encoder of the given size."""
+    encoder = build_tiny_encoder(root / "encoder", layers=layers, hidden=hidden, seed=seed)
+    torch.manual_seed(seed)
     return MultiTaskModel.build(encoder, TEACHER_TASKS, max_length=32, name="teacher").save(root / "model", dtype=torch.float32)
 
 
@@ -230,11 +234,16 @@ def test_unlabeled_settings_are_checked(tmp_path, tiny_encoder, teacher, change,
 
 
 def test_resume_with_a_teacher_and_unlabeled_text_is_exact(tmp_path, tiny_encoder, teacher, monkeypatch):
+    assert_resume_is_exact(tmp_path, tiny_encoder, teacher, monkeypatch, ema=0.9)
+
+
+def assert_resume_is_exact(tmp_path: Path, encoder: Path, teacher: Path, monkeypatch, **train_settings) -> None:
+    """A run stopped after its first checkpoint and resumed ends with the weights and losses of a straight run."""
     from safetensors.torch import load_file
 
-    settings = {"tasks": unlabeled_tasks(tmp_path), "max_steps": 8, "checkpoint_every": 4, "ema": 0.9}
-    train(Recipe.from_yaml(write_recipe(tmp_path, tiny_encoder, teacher, "straight", **settings)), progress=False)
-    crashed = Recipe.from_yaml(write_recipe(tmp_path, tiny_encoder, teacher, "crashed", **settings))
+    settings = {"tasks": unlabeled_tasks(tmp_path), "max_steps": 8, "checkpoint_every": 4, **train_settings}
+    train(Recipe.from_yaml(write_recipe(tmp_path, encoder, teacher, "straight", **settings)), progress=False)
+    crashed = Recipe.from_yaml(write_recipe(tmp_path, encoder, teacher, "crashed", **settings))
     crash_after_first_checkpoint(monkeypatch, crashed)
     assert train(crashed, resume=True, progress=False)["resumed_from"] == 4
     a = load_file(str(tmp_path / "straight" / "checkpoint" / "model.safetensors"))
@@ -247,10 +256,7 @@ def test_resume_with_a_teacher_and_unlabeled_text_is_exact(tmp_path, tiny_encode
 @pytest.fixture(scope="module")
 def deep_teacher(tmp_path_factory) -> Path:
     """A random teacher as wide as the student (32) and twice as deep (4 layers)."""
-    root = tmp_path_factory.mktemp("deep_teacher")
-    encoder = build_tiny_encoder(root / "encoder", layers=4, hidden=32, seed=9)
-    torch.manual_seed(4)
-    return MultiTaskModel.build(encoder, TEACHER_TASKS, max_length=32, name="deep").save(root / "model", dtype=torch.float32)
+    return build_teacher(tmp_path_factory.mktemp("deep_teacher"), layers=4, hidden=32, seed=9)
 
 
 def hidden_distance(student: Path, teacher: Path) -> float:
@@ -310,13 +316,4 @@ def test_hidden_state_distillation_is_checked(tmp_path, tiny_encoder, teacher):
 
 
 def test_resume_with_hidden_state_distillation_is_exact(tmp_path, tiny_encoder, deep_teacher, monkeypatch):
-    from safetensors.torch import load_file
-
-    settings = {"tasks": unlabeled_tasks(tmp_path), "max_steps": 8, "checkpoint_every": 4, "distill_hidden": 1.0}
-    train(Recipe.from_yaml(write_recipe(tmp_path, tiny_encoder, deep_teacher, "straight", **settings)), progress=False)
-    crashed = Recipe.from_yaml(write_recipe(tmp_path, tiny_encoder, deep_teacher, "crashed", **settings))
-    crash_after_first_checkpoint(monkeypatch, crashed)
-    assert train(crashed, resume=True, progress=False)["resumed_from"] == 4
-    a = load_file(str(tmp_path / "straight" / "checkpoint" / "model.safetensors"))
-    b = load_file(str(tmp_path / "crashed" / "checkpoint" / "model.safetensors"))
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert_resume_is_exact(tmp_path, tiny_encoder, deep_teacher, monkeypatch, distill_hidden=1.0)
