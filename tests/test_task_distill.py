@@ -317,3 +317,46 @@ def test_hidden_state_distillation_is_checked(tmp_path, tiny_encoder, teacher):
 
 def test_resume_with_hidden_state_distillation_is_exact(tmp_path, tiny_encoder, deep_teacher, monkeypatch):
     assert_resume_is_exact(tmp_path, tiny_encoder, deep_teacher, monkeypatch, distill_hidden=1.0)
+
+
+# ---------------------------------------------------------------- pseudo-labels on unlabeled text
+@pytest.mark.parametrize("kind", ["tagger", "classifier", "matcher", "span"])
+def test_pseudo_targets_are_the_targets_the_heads_own_loss_likes_best(kind):
+    head, batch, hidden = head_and_batch(kind)
+    with torch.no_grad():
+        out = head(hidden, batch)
+        mine = head.pseudo_targets(out, batch)
+        best = float(head.loss(out, batch, mine))
+        gen = torch.Generator().manual_seed(0)
+        for _ in range(20):  # no other targets give a lower loss (the CRF's best path, the argmax, the spans over 0.5)
+            if kind == "span":
+                other = mine.clone()
+                cells = head.cells(torch.arange(6, dtype=torch.float32), batch["attention_mask"]).expand_as(mine)
+                flip = cells & (torch.rand(mine.shape, generator=gen) < 0.2)
+                other[flip] = 1 - other[flip]
+            else:
+                other = torch.randint(0, int(out.shape[-1]), mine.shape, generator=gen)
+            assert float(head.loss(out, batch, other)) >= best - 1e-5
+
+
+def test_pseudo_labels_train_the_student_on_the_teachers_decisions(tmp_path, tiny_encoder, teacher, caplog):
+    runs = {}
+    for name, pseudo in (("soft", False), ("pseudo", True)):
+        tasks = unlabeled_tasks(tmp_path)
+        for t in tasks.values():
+            t["pseudo_labels"] = pseudo
+        with caplog.at_level(logging.INFO, logger="toolkit.train.teacher"):
+            summary = train(Recipe.from_yaml(write_recipe(tmp_path, tiny_encoder, teacher, name, tasks=tasks, max_steps=10)), progress=False)
+        runs[name] = [(k, v) for losses in step_losses(tmp_path / name) for k, v in losses.items()]
+    assert any("unlabeled batches also train on the teacher's decisions" in r.getMessage() for r in caplog.records)
+    first = [i for i, (k, _) in enumerate(runs["soft"]) if k.endswith("+unlabeled")][0]
+    assert runs["soft"][:first] == runs["pseudo"][:first], "labelled batches train as before"
+    assert runs["pseudo"][first][1] > runs["soft"][first][1], "an unlabeled batch adds the gold loss on the teacher's decisions"
+    assert "with the teacher's pseudo-labels" in Path(summary["model"], "README.md").read_text(encoding="utf-8")
+
+
+def test_pseudo_labels_need_unlabeled_text(tmp_path, tiny_encoder, teacher):
+    ner, _ = write_corpora(tmp_path, NER)
+    ref = {"path": str(ner), "format": "json-spans"}
+    with pytest.raises(ValueError, match="add `unlabeled:`"):
+        Recipe.from_yaml(write_recipe(tmp_path, tiny_encoder, teacher, tasks={"ner": {"kind": "tagger", "train": ref, "pseudo_labels": True}}))

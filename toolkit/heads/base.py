@@ -43,6 +43,13 @@ class Head(nn.Module):
                                   f"or give {type(self).__name__} a distill_loss(output, teacher, batch, temperature) method")
 
 
+    def pseudo_targets(self, output: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """This head's decisions on ``batch`` as gold ``targets`` for :meth:`loss` (the teacher's
+        pseudo-labels on unlabeled text, recipe ``pseudo_labels: true``)."""
+        raise NotImplementedError(f"a {self.kind} head cannot turn its outputs into pseudo-labels: set pseudo_labels: false, "
+                                  f"or give {type(self).__name__} a pseudo_targets(output, batch) method")
+
+
 def same_shape(output: torch.Tensor, teacher: torch.Tensor, kind: str) -> None:
     """Refuse a teacher output that does not line up with the student's (another label set or length)."""
     if output.shape != teacher.shape:

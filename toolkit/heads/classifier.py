@@ -46,6 +46,10 @@ class ClassifierHead(Head):
     def loss(self, output: torch.Tensor, batch: dict[str, torch.Tensor], targets: torch.Tensor) -> torch.Tensor:
         return focal_cross_entropy(output.float(), targets, self.focal_gamma)
 
+    def pseudo_targets(self, output: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The most probable label of each example."""
+        return output.argmax(-1)
+
     def distill_loss(self, output: torch.Tensor, teacher: torch.Tensor, batch: dict[str, torch.Tensor], temperature: float) -> torch.Tensor:
         """KL divergence of the temperature-softened label distributions, times ``T^2``, averaged over the batch."""
         same_shape(output, teacher, self.kind)

@@ -94,6 +94,14 @@ class SpanHead(Head):
         n = output.shape[0] * output.shape[1]
         return multilabel_categorical_crossentropy(output.float().reshape(n, -1), targets.float().reshape(n, -1))
 
+    @torch.no_grad()
+    def pseudo_targets(self, output: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """1 at the cells that can be a span and whose probability reaches the head's threshold (the
+        spans decoding would give, nested ones included), as :meth:`loss` reads targets."""
+        pos = torch.arange(output.shape[-1], device=output.device, dtype=torch.float32)
+        valid = self.cells(pos, batch["attention_mask"])
+        return (valid & (torch.sigmoid(output.float()) >= float(self.options["threshold"]))).long()
+
     def distill_loss(self, output: torch.Tensor, teacher: torch.Tensor, batch: dict[str, torch.Tensor], temperature: float) -> torch.Tensor:
         """Binary cross-entropy of the student's ``sigmoid(logit / T)`` against the teacher's
         ``sigmoid(logit / T)`` at every cell that can be a span, minus the teacher's own entropy (so

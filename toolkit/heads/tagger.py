@@ -62,6 +62,20 @@ class TaggerHead(Head):
         kl = soft_kl(output[:, 1 : 1 + width], teacher[:, 1 : 1 + width], temperature)
         return (kl * mask).sum() / output.shape[0]
 
+    @torch.no_grad()
+    def pseudo_targets(self, output: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The CRF's best tag path over the word tokens of each sequence, as :meth:`loss` reads
+        targets (``[B, words]``, tag 0 past a sequence's end)."""
+        n_words = batch["attention_mask"].sum(1) - 2
+        width = max(int(n_words.max()), 1)
+        mask = torch.arange(width, device=output.device)[None] < n_words[:, None]
+        mask[:, 0] = True  # pytorch-crf wants the first step on; a sequence without words has no loss anyway
+        paths = self.crf.decode(output[:, 1 : 1 + width].float(), mask=mask)
+        targets = torch.zeros(output.shape[0], width, dtype=torch.long, device=output.device)
+        for b, path in enumerate(paths):
+            targets[b, : len(path)] = torch.tensor(path, dtype=torch.long)
+        return targets
+
     def spec(self) -> dict[str, Any]:
         spec = super().spec()
         spec["scheme"] = spec["options"].pop("scheme")

@@ -118,6 +118,7 @@ class TaskRecipe:
     unlabeled: Any = None  # with a recipe `teacher`: a text file (one text a line; a path, else under the data root) or a list; distillation loss only
     unlabeled_ratio: float = 0.25  # the fraction of this task's batches that come from `unlabeled`
     unlabeled_limit: int | None = None  # at most this many unlabeled texts (a seeded sample)
+    pseudo_labels: bool = False  # unlabeled batches also train on the teacher's decisions as gold (mixed as labelled ones, by distill_weight)
 
 
 @dataclass
@@ -185,6 +186,8 @@ class Recipe:
         if t.distill_hidden and not self.teacher:
             raise ValueError("distill_hidden matches the student's layers to a teacher's: add `teacher:` (a trained model) or drop distill_hidden")
         for name, task in self.tasks.items():
+            if task.pseudo_labels and task.unlabeled is None:
+                raise ValueError(f"task {name!r}: pseudo_labels are the teacher's decisions on unlabeled text: add `unlabeled:` (and `teacher:`) or drop pseudo_labels")
             if task.unlabeled is None:
                 continue
             if not self.teacher:
@@ -206,7 +209,8 @@ class Recipe:
         start = f"the model `{self.from_model}`" if self.from_model else f"`{self.encoder}` ({self.init} init)"
         lines = [f"# {self.name}", "", f"Fine-tuned from {start} by toolkit {__version__} on {date.today().isoformat()}; max length {self.max_length}.", ""]
         if self.teacher:
-            extra = [f"{_ref(t.unlabeled)} for {n}" for n, t in self.tasks.items() if t.unlabeled is not None]
+            extra = [f"{_ref(t.unlabeled)} for {n}{' (with the teacher' + chr(39) + 's pseudo-labels)' if t.pseudo_labels else ''}"
+                     for n, t in self.tasks.items() if t.unlabeled is not None]
             hidden = f", hidden-state weight {self.train.distill_hidden}" if self.train.distill_hidden else ""
             lines += [f"Distilled from the model `{self.teacher}` (distill_weight {self.train.distill_weight}, temperature "
                       f"{self.train.distill_temperature}{hidden}{'; unlabeled text: ' + ', '.join(extra) if extra else ''}).", ""]

@@ -31,7 +31,11 @@ the lower layers of an adapted base (``encoder`` + ``num_layers``)::
   root, e.g. ``raw/medical_zh.txt``; or a list of files): ``unlabeled_ratio`` of the task's batches
   come from it and train on the distillation loss alone. Texts equal to one of the task's dev (or
   held-out) texts are left out, so model selection stays clean. ``unlabeled_limit`` keeps a seeded
-  sample. Epochs count the labelled data: the unlabeled batches come on top.
+  sample. Epochs count the labelled data: the unlabeled batches come on top. With
+  ``pseudo_labels: true`` an unlabeled batch also trains on the teacher's decisions as gold
+  (:meth:`toolkit.heads.base.Head.pseudo_targets`: a tagger's CRF path, a span head's spans over its
+  threshold, a classifier's label), mixed with the distillation loss as a labelled batch is: the
+  student's CRF transitions then learn from the teacher too.
 
 Resume stays exact: the teacher draws no random numbers (eval mode, no dropout) and the unlabeled
 batch streams are checkpointed with the others.
@@ -200,12 +204,13 @@ class Distillation:
 
     def __init__(self, teacher: Teacher | None = None, weight: float = 0.5, temperature: float = 2.0,
                  unlabeled: dict[str, tuple[TaskStream, float]] | None = None, hidden: float = 0.0,
-                 taps: tuple[LayerTap, LayerTap, list[tuple[int, int]]] | None = None) -> None:
+                 taps: tuple[LayerTap, LayerTap, list[tuple[int, int]]] | None = None, pseudo: Iterable[str] = ()) -> None:
         self.teacher = teacher
         self.weight, self.temperature = weight, temperature
         self.ratios = {t: ratio for t, (_, ratio) in (unlabeled or {}).items()}
         self.streams = {t + UNLABELED: stream for t, (stream, _) in (unlabeled or {}).items()}
         self.hidden, self.taps = hidden, taps  # taps: (student's, teacher's, (teacher, student) layer pairs)
+        self.pseudo = set(pseudo)  # tasks whose unlabeled batches also train on the teacher's decisions
 
     @classmethod
     def setup(cls, recipe: Recipe, model: MultiTaskModel, data: dict[str, TaskData], teacher: Teacher | None, rng: np.random.Generator) -> "Distillation":
@@ -234,7 +239,10 @@ class Distillation:
             unlabeled[name] = (TaskStream(TaskData(feats, []), cfg.batch_size, rng, cfg.max_tokens, cfg.length_pool), t.unlabeled_ratio)
         logger.info("distilling %s from %s (distill_weight %s, temperature %s)", list(teacher.model.heads), teacher.source, cfg.distill_weight, cfg.distill_temperature)
         taps = cls._taps(teacher, model) if cfg.distill_hidden else None
-        return cls(teacher, cfg.distill_weight, cfg.distill_temperature, unlabeled, cfg.distill_hidden, taps)
+        pseudo = [name for name, t in recipe.tasks.items() if t.pseudo_labels]
+        if pseudo:
+            logger.info("tasks %s: unlabeled batches also train on the teacher's decisions (pseudo-labels)", pseudo)
+        return cls(teacher, cfg.distill_weight, cfg.distill_temperature, unlabeled, cfg.distill_hidden, taps, pseudo)
 
     @staticmethod
     def _taps(teacher: Teacher, student: MultiTaskModel) -> tuple[LayerTap, LayerTap, list[tuple[int, int]]]:
@@ -283,8 +291,11 @@ class Distillation:
         (``(1 - w) * gold + w * distillation``; the distillation loss alone without ``targets``)."""
         if self.teacher is None or task not in self.teacher.model.heads or (self.weight == 0 and targets is not None and not self.hidden):
             return head.loss(output, batch, targets)
-        soft = head.distill_loss(output, self.teacher.outputs(batch, task, dtype, device), batch, self.temperature)
+        taught = self.teacher.outputs(batch, task, dtype, device)
+        soft = head.distill_loss(output, taught, batch, self.temperature)
         extra = self.hidden * self.hidden_loss(batch["attention_mask"]) if self.hidden else 0.0  # the taps hold this batch's states
+        if targets is None and task in self.pseudo:
+            targets = self.teacher.model.heads[task].pseudo_targets(taught, batch)
         if targets is None:
             return soft + extra
         return (1 - self.weight) * head.loss(output, batch, targets) + self.weight * soft + extra
