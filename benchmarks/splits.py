@@ -21,6 +21,7 @@ SPLITS: dict[str, list[dict[str, Any]]] = {
                   {"task": "sentiment", "dataset": "chnsenticorp:test", "exclude": "chnsenticorp:train"}],
     "similarity-medical": [{"task": "similarity_medical", "dataset": "chip-sts:dev"}],
     "ner-medical-small": [{"task": "ner_medical", "dataset": "cmeee:dev"}],
+    "ner-general-small": [{"task": "ner_general", "dataset": "msra:test"}],
     "sentiment-small": [{"task": "sentiment", "dataset": "chnsenticorp:test"},
                         {"task": "sentiment", "dataset": "chnsenticorp:test", "exclude": "chnsenticorp:train"}],
     "similarity-medical-small": [{"task": "similarity_medical", "dataset": "chip-sts:dev"}],

@@ -44,6 +44,10 @@ MODELS: dict[str, dict[str, Any]] = {
         "path": "ner-medical-small", "tasks": ["ner_medical"],
         "description": "ner-medical distilled into a 2-layer encoder: same labels, nested entities, for bulk jobs on CPU",
     },
+    "ner-general-small": {
+        "path": "ner-general-small", "tasks": ["ner_general"],
+        "description": "ner-general distilled into a 3-layer encoder: same labels (PER LOC ORG), for bulk jobs on CPU",
+    },
     "sentiment-small": {
         "path": "sentiment-small", "tasks": ["sentiment"],
         "description": "sentiment on a 2-layer encoder distilled from it: same labels, for bulk jobs on CPU",
