@@ -50,7 +50,7 @@ def summarise(label: str, run: Path, note: str, split: str | None, threads: int 
     return out
 
 
-def markdown(rows: list[dict[str, Any]], split: str | None) -> str:
+def markdown(rows: list[dict[str, Any]], split: str | None, name: str = "distill_variants") -> str:
     head = "| variant | what differs | steps | minutes | best held-out (step) |" + (f" {split} |" if split else "")
     lines = ["# Distillation variants side by side", "",
              "Held-out scores during training (the model each run saved is its best held-out evaluation);"
@@ -69,7 +69,7 @@ def markdown(rows: list[dict[str, Any]], split: str | None) -> str:
     for s in steps:
         cells = [dict(r["curve"]).get(s) for r in rows]
         lines.append(f"| {s:,} | " + " | ".join(f"{c:.2f}" if c is not None else "" for c in cells) + " |")
-    return "\n".join(lines) + "\n\n![curves](" + "{name}.png)\n"
+    return "\n".join(lines) + f"\n\n![curves]({name}.png)\n"
 
 
 def plot(rows: list[dict[str, Any]], path: Path) -> None:
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
         if not run:
             ap.error(f"--run takes LABEL=RUN, got {item!r}")
         rows.append(summarise(label, Path(run), notes.get(label, ""), args.eval, args.threads))
-    text = markdown(rows, args.eval).replace("{name}", args.name)
+    text = markdown(rows, args.eval, args.name)
     write_results(args.name, {"runs": rows, "run": run_info(sys.argv, args.threads)}, text)
     plot(rows, RESULTS / f"{args.name}.png")
 

@@ -42,7 +42,6 @@ class Head(nn.Module):
         raise NotImplementedError(f"a {self.kind} head has no distillation loss: train this task without a teacher, "
                                   f"or give {type(self).__name__} a distill_loss(output, teacher, batch, temperature) method")
 
-
     def pseudo_targets(self, output: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """This head's decisions on ``batch`` as gold ``targets`` for :meth:`loss` (the teacher's
         pseudo-labels on unlabeled text, recipe ``pseudo_labels: true``)."""
