@@ -80,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     lines = ["# Continued pretraining of the 12-layer char-level base against tokens seen", "",
              "The 400-step CMeEE NER check (same recipe and budget, all 5,000 dev texts, bar 50) and the raw encoder's CHIP-STS cosine AUC "
              "(first 600 dev pairs; the original e5 scores 0.834) at checkpoints of `toolkit pretrain` runs, one per objective "
-             "(batch 32 x 128, lr 1e-4 over a 650-step schedule, the same texts and seed). Step 0 is the base.", "",
+             "(batch 32 x 128, lr 1e-4 over a 650-step schedule, the same texts and seed). Step 0 is the base. "
+             "Points past 2.66M tokens come from a run continued from an earlier run's export: its step counts from that start "
+             "and `tokens` counts both runs (e5 distillation: a second 3,000-step schedule from the 650-step export, a new order).", "",
              "| objective | step | tokens | MLM loss | masked acc. | distill loss | CMeEE 400-step F1 | CHIP-STS AUC |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:

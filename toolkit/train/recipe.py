@@ -3,7 +3,7 @@
 Example recipe::
 
     name: zh-medical-ner
-    encoder: zh-e5-small-base        # a base name (see registry.BASES) or an encoder folder
+    encoder: zh-e5-small-adapted     # a base name (see registry.BASES; this one is the default) or an encoder folder
     init: pretrained                 # or "random": same architecture, random weights (a baseline)
     num_layers: null                 # keep only the first N layers
     teacher: null                    # a trained model to distil from (toolkit.train.teacher)
@@ -36,6 +36,7 @@ from ..config import from_dict, read_yaml
 from ..data.refs import load_examples
 from ..data.examples import NerExample, PairExample, TextExample
 from ..model.encoder import Encoder
+from ..registry import DEFAULT_BASE
 from .. import kinds
 from .features import FeatureReport, build_features
 from ..model.manifest import TaskSpec
@@ -125,7 +126,7 @@ class TaskRecipe:
 class Recipe:
     name: str
     tasks: dict[str, TaskRecipe]
-    encoder: str = ""  # a base name or encoder folder; not needed with from_model
+    encoder: str = ""  # a base name or encoder folder; empty: registry.DEFAULT_BASE (ignored with from_model)
     out: str = "runs/model"
     model_out: str | None = None  # where the best model folder goes (default: OUT/model)
     from_model: str | None = None  # continue from a trained model folder or registered name
@@ -178,7 +179,7 @@ class Recipe:
         if t.tensorboard not in (True, False, "auto"):
             raise ValueError(f"tensorboard must be true, false or auto, got {t.tensorboard!r}")
         if not self.encoder and not self.from_model:
-            raise ValueError("the recipe needs `encoder` (a base name such as zh-e5-small-base, or an encoder folder) or `from_model` (a model to continue)")
+            self.encoder = DEFAULT_BASE
         if not 0 <= t.distill_weight <= 1 or t.distill_temperature <= 0:
             raise ValueError(f"distill_weight must be between 0 and 1 and distill_temperature positive, got {t.distill_weight} and {t.distill_temperature}")
         if t.distill_hidden < 0:
