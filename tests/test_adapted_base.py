@@ -83,6 +83,15 @@ def test_missing_shipped_base_says_how_to_get_it(monkeypatch, tmp_path):
     assert base_path(tmp_path / "mine") == tmp_path / "mine"  # a folder is taken as it is
 
 
+def test_loading_a_base_as_a_model_says_what_to_do_with_it():
+    """Regression: `toolkit run zh-e5-small-adapted TEXT` said only "unknown model" although `toolkit list` shows the name."""
+    import toolkit
+    from toolkit.errors import UnknownNameError
+
+    with pytest.raises(UnknownNameError, match="base encoder, not a model.*toolkit train ner"):
+        toolkit.load(DEFAULT_BASE)
+
+
 def test_cli_and_finetune_default_to_the_adapted_base():
     import inspect
 

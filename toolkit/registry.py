@@ -232,6 +232,11 @@ def resolve(name_or_path: str | os.PathLike) -> tuple[Path, list[str] | None]:
                 f"{spec['path']}/, or pass the path of a model folder instead of a name"
             )
         return folder, spec.get("tasks")
+    if name in BASES:
+        raise UnknownModelError(
+            f"{name!r} is a base encoder, not a model: it has no task heads to run. Train one on it "
+            f"(`toolkit train ner --train my.bio --from {name} --out my-model`, or `encoder: {name}` in a recipe), "
+            f"or load one of the models: {', '.join(list_models())}")
     known = list_models()
     close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
     hint = f" Did you mean {close[0]!r}?" if close else ""
