@@ -70,6 +70,22 @@ def test_resume_continues_from_checkpoint(recipe_file):
     assert steps == list(range(1, 81)), "each step logged once across the restart"
 
 
+def test_resuming_a_run_whose_time_budget_is_spent_says_how_to_continue(recipe_file):
+    """Regression: max_minutes counts the whole run, so a resume after a time stop trained one step and
+    stopped again, silently; it is now refused before any data is read, with the flag that continues."""
+    from toolkit.errors import ConfigError
+
+    recipe = Recipe.from_yaml(recipe_file)
+    recipe.train.max_steps = 40
+    train(recipe, progress=False)
+    assert (recipe_file.parent / "run" / "checkpoint" / "state.json").is_file()
+    recipe.train.max_steps, recipe.train.max_minutes = 80, 1e-6
+    with pytest.raises(ConfigError, match=r"max_minutes is 1e-06, which counts the whole run across resumes: resume with .*--max-minutes \d+"):
+        train(recipe, resume=True, progress=False)
+    recipe.train.max_minutes = None  # a larger budget (here: none) continues
+    assert train(recipe, resume=True, progress=False)["steps"] == 80
+
+
 def test_unknown_recipe_keys_are_errors(tmp_path, recipe_file):
     data = yaml.safe_load(recipe_file.read_text(encoding="utf-8"))
     data["train"]["learning_rate"] = 1

@@ -278,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--freeze-encoder", action="store_true", help="train only the new head; other tasks' scores stay exactly as they were")
     p.add_argument("--out", help="output folder (recipes: the run folder; ner|cls|pair: the model folder, default my-model)")
     p.add_argument("--data-root", help="corpus root for catalogue ids (default: $TOOLKIT_DATA_ROOT or ../shared/corpora)")
-    p.add_argument("--max-minutes", type=positive_float, help="stop after this many minutes (overrides the recipe)")
+    p.add_argument("--max-minutes", type=positive_float, help="stop (evaluated, checkpointed) once the run has trained this many minutes, counted across --resume (overrides the recipe)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoint (recipes: OUT/checkpoint; ner|cls|pair: OUT.run/checkpoint), keeping its log and best model; without a checkpoint it says so and starts from step 0")
     p.add_argument("--overwrite", action="store_true", help="start over although OUT holds an earlier run (its checkpoint and log are deleted, its model replaced); without --resume or --overwrite such an OUT is refused")
     p.add_argument("--no-keep-run", action="store_true", help="after the model is saved, delete the run folder (ner|cls|pair: OUT.run; recipes: OUT/checkpoint), hundreds of MB; the run can then not be resumed")

@@ -53,7 +53,7 @@ class TrainSettings:
 
     epochs: float = 3.0
     max_steps: int | None = None
-    max_minutes: float | None = None
+    max_minutes: float | None = None  # the run's time budget, counted across resumes: it stops evaluated and checkpointed
     batch_size: int = 32
     eval_batch_size: int = 64
     grad_accum: int = 1
