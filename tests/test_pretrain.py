@@ -130,6 +130,25 @@ def test_resume_is_bit_identical(tiny_encoder, text_file, tmp_path):
     assert strip(full) == strip(part)
 
 
+def test_resuming_a_pretraining_run_whose_time_budget_is_spent_says_how_to_continue(tiny_encoder, text_file, tmp_path):
+    """Regression: ``--max-minutes`` counts the run across resumes, so resuming a run that had stopped
+    on time trained one more step and stopped again without saying why. Now it is refused before the
+    corpus is read (here: the text file is gone), with the ``--max-minutes`` that continues it."""
+    import shutil
+
+    from toolkit.errors import ConfigError
+
+    texts = tmp_path / "texts.txt"
+    shutil.copy(text_file, texts)
+    first = _run(tiny_encoder, texts, tmp_path / "run", max_minutes=1e-6)
+    assert first["step"] == 1  # stopped on time, checkpointed
+    texts.unlink()
+    with pytest.raises(ConfigError, match=r"max_minutes is 1e-06, which counts the whole run across resumes: .*--max-minutes \d+"):
+        _run(tiny_encoder, texts, tmp_path / "run", max_minutes=1e-6, resume=True)
+    shutil.copy(text_file, texts)
+    assert _run(tiny_encoder, texts, tmp_path / "run", resume=True)["step"] == 12  # a larger budget (none) continues
+
+
 def test_a_corpus_copied_again_resumes_and_keeps_its_cache(tiny_encoder, tmp_path, caplog):
     """Regression (session 8): the text files were identified by modification time, so the same corpus
     copied again (new mtime, same bytes) rebuilt the tokenised cache and made --resume refuse the run

@@ -32,7 +32,7 @@ import torch
 from . import distributed as dist
 from .diagnostics import Diagnostics, eval_diagnostics, should_stop
 from ..model.encoder import layer_depth
-from ..errors import ConfigError, InputError
+from ..errors import InputError
 from .. import kinds
 from ..model.multitask import MultiTaskModel
 from .precision import autocast, choose_dtype
@@ -40,7 +40,7 @@ from .recipe import Recipe, TaskData, prepare
 from .batching import TaskStream
 from .selection import evaluate_dev as _evaluate, save_best as _save_best
 from .optim import adamw, recorded
-from .state import EMA, load_checkpoint, recover_checkpoint, save_checkpoint, trainer_state
+from .state import EMA, check_time_left, load_checkpoint, recover_checkpoint, save_checkpoint, trainer_state
 from .teacher import Distillation, Teacher
 
 logger = logging.getLogger(__name__)
@@ -138,7 +138,7 @@ def _train(recipe: Recipe, resume: bool, progress: bool, overwrite: bool, on_eva
     log_path = out / LOG
     checkpoint = dist.on_main(lambda: _find_checkpoint(out, model_dir, resume, overwrite))  # rank 0 alone repairs or cleans the folder
     if checkpoint is not None:
-        _check_time_left(cfg.max_minutes, trainer_state(checkpoint))
+        check_time_left(cfg.max_minutes, trainer_state(checkpoint))
     teacher = Teacher.load(recipe.teacher, recipe.tasks) if recipe.teacher else None  # before seeding: building it draws random numbers
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
@@ -168,16 +168,6 @@ def _train(recipe: Recipe, resume: bool, progress: bool, overwrite: bool, on_eva
         _trim_log(log_path, state["step"])  # resume: steps after the checkpoint are redone; from 0: a clean log
     with open(log_path if dist.is_main() else os.devnull, "a", encoding="utf-8") as log:
         return _loop(recipe, model, data, streams, optimizer, ema, rng, state, log, model_dir, progress, on_eval, distill)
-
-
-def _check_time_left(max_minutes: float | None, trainer: dict[str, Any]) -> None:
-    """Refuse, before any data is read, to resume a run whose whole time budget is spent:
-    ``max_minutes`` counts the run across resumes (the stop point never changes what is learned)."""
-    used = trainer.get("elapsed", 0.0) / 60
-    if max_minutes is not None and used >= max_minutes:
-        raise ConfigError(
-            f"this run has already trained {used:.1f} minutes and max_minutes is {max_minutes:g}, which counts the whole "
-            f"run across resumes: resume with a larger budget, e.g. --max-minutes {math.ceil(used) + 60} for about another hour")
 
 
 def _dtype(cfg, model: MultiTaskModel, recorded: str | None, resumed: bool) -> tuple[str, str]:

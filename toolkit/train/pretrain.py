@@ -163,6 +163,7 @@ def pretrain(encoder: str | Path, text_files: Sequence[str | Path] = (), out: st
     ``"auto"`` keeps it. ``device``: ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (on CUDA a resume continues
     the same data and schedule, but GPU kernels are not bit-reproducible). ``corpus``: ``(ids, words,
     sources)`` already tokenised and segmented (:mod:`toolkit.train.gpu_job`), instead of ``RUN/data``.
+    ``max_minutes`` counts the run across resumes (a resume with the budget spent is refused).
     ``distill_weight`` > 0 adds :mod:`toolkit.train.distill` from ``teacher`` to ``mlm_weight`` * MLM.
     ``num_layers``: keep only the encoder's first ``num_layers`` layers and pretrain that truncated
     encoder (the start of a small student; the distillation pairs proportional layers, e.g. a
@@ -173,7 +174,7 @@ def pretrain(encoder: str | Path, text_files: Sequence[str | Path] = (), out: st
     from ..registry import base_path
     from ..text.tokenization import TextTokenizer
     from .precision import autocast, choose_dtype
-    from .state import load_checkpoint, recover_checkpoint, save_checkpoint, trainer_state
+    from .state import check_time_left, load_checkpoint, recover_checkpoint, save_checkpoint, trainer_state
 
     run = Path(out)
     if threads:
@@ -182,6 +183,8 @@ def pretrain(encoder: str | Path, text_files: Sequence[str | Path] = (), out: st
     found = recover_checkpoint(ckpt_path)
     if found and not resume:
         raise FileExistsError(f"{run} holds a checkpoint of an earlier run: pass --resume to continue it, or choose another --out")
+    if found:  # before the data: max_minutes counts the run across resumes
+        check_time_left(max_minutes, trainer_state(found))
     folder = base_path(encoder)
     tokenizer = TextTokenizer.from_pretrained(folder)
     before = prior_tokens(folder)  # an encoder exported by an earlier run: its tokens count towards what this one saw

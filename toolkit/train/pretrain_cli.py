@@ -26,7 +26,7 @@ def register_cli(sub) -> None:
     p.add_argument("--data-root", help="corpus root for --from-split (default: $TOOLKIT_DATA_ROOT or ../shared/corpora)")
     p.add_argument("--out", required=True, help="run folder: data cache, checkpoint, log.jsonl, encoder/")
     p.add_argument("--max-steps", type=positive_int, default=10000, help="length of the LR schedule and of the run")
-    p.add_argument("--max-minutes", type=positive_float, help="stop (with a checkpoint and an export) after this long")
+    p.add_argument("--max-minutes", type=positive_float, help="stop (with a checkpoint and an export) once the run has trained this long, counted across --resume")
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--max-length", type=positive_int, default=128)
     p.add_argument("--lr", type=positive_float, default=5e-5)

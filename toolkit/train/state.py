@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,6 +15,8 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+
+from ..errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +102,23 @@ def trainer_state(path: Path) -> dict[str, Any]:
     """The trainer state a checkpoint recorded (its ``state.json``), without loading any tensor:
     what a resumed run must decide before it builds what :func:`load_checkpoint` fills."""
     return json.loads((Path(path) / "state.json").read_text(encoding="utf-8"))["trainer"]
+
+
+def check_time_left(max_minutes: float | None, trainer: dict[str, Any]) -> None:
+    """Refuse, before any data is read, to resume a run whose whole time budget is spent.
+
+    ``max_minutes`` counts a run across resumes (``trainer["elapsed"]``, in seconds, is what the
+    checkpoint recorded), so where the run stops never changes what it learns. Used by ``toolkit
+    train`` and ``toolkit pretrain`` alike.
+
+    >>> check_time_left(60, {"elapsed": 600.0})       # 10 of 60 minutes used: fine
+    >>> check_time_left(None, {"elapsed": 1e9})       # no budget: fine
+    """
+    used = trainer.get("elapsed", 0.0) / 60
+    if max_minutes is not None and used >= max_minutes:
+        raise ConfigError(
+            f"this run has already trained {used:.1f} minutes and max_minutes is {max_minutes:g}, which counts the whole "
+            f"run across resumes: resume with a larger budget, e.g. --max-minutes {math.ceil(used) + 60} for about another hour")
 
 
 def load_checkpoint(path: Path, model, optimizer: torch.optim.Optimizer, ema: EMA | None, rng: np.random.Generator) -> dict[str, Any]:
