@@ -137,8 +137,9 @@ def _train(recipe: Recipe, resume: bool, progress: bool, overwrite: bool, on_eva
     model_dir = Path(recipe.model_out) if recipe.model_out else out / "model"
     log_path = out / LOG
     checkpoint = dist.on_main(lambda: _find_checkpoint(out, model_dir, resume, overwrite))  # rank 0 alone repairs or cleans the folder
-    if checkpoint is not None:
-        check_time_left(cfg.max_minutes, trainer_state(checkpoint))
+    resumed = trainer_state(checkpoint) if checkpoint is not None else None
+    if resumed is not None:
+        check_time_left(cfg.max_minutes, resumed)
     teacher = Teacher.load(recipe.teacher, recipe.tasks) if recipe.teacher else None  # before seeding: building it draws random numbers
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
@@ -151,7 +152,7 @@ def _train(recipe: Recipe, resume: bool, progress: bool, overwrite: bool, on_eva
     streams = {t: TaskStream(d, cfg.batch_size, rng, cfg.max_tokens, cfg.length_pool) for t, d in data.items()}
     distill = Distillation.setup(recipe, model, data, teacher, rng)
     streams.update(distill.streams)  # unlabeled text: checkpointed with the others
-    kernel = recorded(trainer_state(checkpoint) if checkpoint is not None else None)  # a resumed run keeps its kernel (bit-identical)
+    kernel = recorded(resumed)  # a resumed run keeps its kernel (bit-identical)
     optimizer, optimizer_kind = adamw(param_groups(model, cfg.lr, cfg.head_lr, cfg.layer_decay, cfg.weight_decay), kernel,
                                       betas=(0.9, 0.999), eps=1e-8)
     ema = EMA(model, cfg.ema) if cfg.ema else None

@@ -183,8 +183,9 @@ def pretrain(encoder: str | Path, text_files: Sequence[str | Path] = (), out: st
     found = recover_checkpoint(ckpt_path)
     if found and not resume:
         raise FileExistsError(f"{run} holds a checkpoint of an earlier run: pass --resume to continue it, or choose another --out")
-    if found:  # before the data: max_minutes counts the run across resumes
-        check_time_left(max_minutes, trainer_state(found))
+    resumed = trainer_state(found) if found else None
+    if resumed is not None:  # before the data: max_minutes counts the run across resumes
+        check_time_left(max_minutes, resumed)
     folder = base_path(encoder)
     tokenizer = TextTokenizer.from_pretrained(folder)
     before = prior_tokens(folder)  # an encoder exported by an earlier run: its tokens count towards what this one saw
@@ -208,7 +209,6 @@ def pretrain(encoder: str | Path, text_files: Sequence[str | Path] = (), out: st
         raise ValueError(f"max_length {max_length} exceeds the encoder's {model.config.max_position_embeddings} positions")
     decay = [p for n, p in model.named_parameters() if p.ndim > 1]
     no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
-    resumed = trainer_state(found) if found else None
     optimizer, optimizer_kind = adamw([{"params": decay, "weight_decay": weight_decay},  # a resumed run keeps its kernel
                                        {"params": no_decay, "weight_decay": 0.0}], recorded(resumed), lr=lr)
     config = {"encoder": str(encoder), "max_steps": max_steps, "batch_size": batch_size, "max_length": max_length,
